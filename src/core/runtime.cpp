@@ -1,0 +1,38 @@
+#include "core/runtime.h"
+
+#include <thread>
+
+#include "core/error.h"
+
+namespace normlab {
+
+int apply_threads(int requested) {
+  int n = requested;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+  return torch::get_num_threads();
+}
+
+void apply_seed(uint64_t seed) { torch::manual_seed(seed); }
+
+torch::Generator make_generator(uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return gen;
+}
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
+  try {
+    torch::Device device(name);
+    if (device.is_cuda() && !torch::cuda::is_available()) {
+      throw Error("device '" + name + "'", "CUDA is not available in this build or machine",
+                  "use device = \"cpu\" or \"auto\"");
+    }
+    return device;
+  } catch (const c10::Error&) {
+    throw Error("device '" + name + "'", "not a device name",
+                "use \"cpu\", \"cuda\", \"cuda:N\" or \"auto\"");
+  }
+}
+
+}  // namespace normlab

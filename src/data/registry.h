@@ -1,0 +1,31 @@
+// Datasets by name: "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace normlab::data {
+
+struct DatasetSource {
+  std::string name;         // registry name
+  std::string path;         // directory holding the files; "" = default locations
+  bool train = true;        // official training split (true) or test split (false)
+  // Only for "synthetic": deterministic learnable data for smoke tests.
+  int64_t synthetic_size = 512;
+  int64_t synthetic_classes = 10;
+  int64_t synthetic_channels = 1;
+  int64_t synthetic_hw = 28;
+  uint64_t synthetic_seed = 0;
+};
+
+// Loads a dataset onto the CPU. Default locations: FashionMNIST in Debian's
+// dataset-fashion-mnist (/usr/share/datasets/fashion-mnist). A missing dataset fails with an
+// Error naming every path tried and how to get the files.
+Dataset load_dataset(const DatasetSource& source);
+
+// Registered names, for `normlab data list` and tests that iterate every dataset.
+std::vector<std::string> dataset_names();
+
+}  // namespace normlab::data

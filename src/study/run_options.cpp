@@ -1,0 +1,167 @@
+#include "study/run_options.h"
+
+#include "core/error.h"
+#include "nn/norm.h"
+
+namespace normlab::study {
+namespace {
+
+std::string key_msg(const std::string& where, const std::string& key) {
+  return where + ": key '" + key + "'";
+}
+
+template <typename T>
+T get(const Json& cfg, const std::string& key) {
+  return config_at(cfg, key).get<T>();
+}
+
+int64_t positive(const Json& cfg, const std::string& key, const std::string& where,
+                 bool allow_zero = false) {
+  auto v = get<int64_t>(cfg, key);
+  require(allow_zero ? v >= 0 : v > 0, key_msg(where, key),
+          std::string("must be ") + (allow_zero ? ">= 0" : "> 0") + ", got " + std::to_string(v));
+  return v;
+}
+
+double in_range(const Json& cfg, const std::string& key, const std::string& where, double lo,
+                double hi, const std::string& what) {
+  auto v = get<double>(cfg, key);
+  require(v >= lo && v <= hi, key_msg(where, key),
+          "must be " + what + ", got " + std::to_string(v));
+  return v;
+}
+
+std::string one_of(const Json& cfg, const std::string& key, const std::string& where,
+                   const std::vector<std::string>& names) {
+  auto v = get<std::string>(cfg, key);
+  std::string list;
+  for (const auto& n : names) {
+    if (n == v) return v;
+    list += (list.empty() ? "" : ", ") + n;
+  }
+  throw Error(key_msg(where, key), "unknown value '" + v + "'", "use one of: " + list);
+}
+
+void check_norm(const std::string& norm, const std::string& where, const std::string& key) {
+  try {
+    nn::parse_norm(norm);
+  } catch (const Error& e) {
+    throw Error(key_msg(where, key), e.problem(), e.hint());
+  }
+}
+
+}  // namespace
+
+RunOptions run_options(const Json& c, const std::string& where) {
+  RunOptions o;
+  o.seed = static_cast<uint64_t>(positive(c, "seed", where, true));
+  o.device = get<std::string>(c, "device");
+
+  // data
+  DataSlice& d = o.data;
+  std::string dataset = one_of(c, "data.dataset", where, data::dataset_names());
+  d.train_source.name = dataset;
+  d.train_source.path = get<std::string>(c, "data.path");
+  d.train_source.train = true;
+  d.train_source.synthetic_size = positive(c, "data.synthetic.size", where);
+  d.train_source.synthetic_classes = positive(c, "data.synthetic.classes", where);
+  d.train_source.synthetic_channels = positive(c, "data.synthetic.channels", where);
+  d.train_source.synthetic_hw = positive(c, "data.synthetic.hw", where);
+  d.test_source = d.train_source;
+  d.test_source.train = false;
+  d.classes = get<std::vector<int64_t>>(c, "data.classes");
+  for (auto k : d.classes) {
+    require(k >= 0, key_msg(where, "data.classes"),
+            "class ids must be >= 0, got " + std::to_string(k));
+  }
+  d.val_fraction = in_range(c, "data.val_fraction", where, 0.0, 0.9, "in [0, 0.9]");
+  d.split_seed = static_cast<uint64_t>(positive(c, "data.split_seed", where, true));
+  d.train_limit = positive(c, "data.train_limit", where, true);
+  d.val_limit = positive(c, "data.val_limit", where, true);
+  d.test = get<bool>(c, "data.test");
+  d.test_limit = positive(c, "data.test_limit", where, true);
+  d.normalize = get<std::string>(c, "data.normalize");
+  if (d.normalize == "auto") {
+    if (dataset == "fashion-mnist" || dataset == "mnist")
+      d.normalize = dataset;
+    else if (dataset == "cifar10" || dataset == "cifar100")
+      d.normalize = "cifar";
+    else
+      d.normalize = "minus-one-one";
+  }
+  try {
+    data::normalize_preset(d.normalize);
+  } catch (const Error& e) {
+    throw Error(key_msg(where, "data.normalize"), e.problem(), e.hint());
+  }
+  d.resize = positive(c, "data.resize", where, true);
+  d.augment.hflip = get<bool>(c, "data.augment.hflip");
+  d.augment.crop_padding = positive(c, "data.augment.crop_padding", where, true);
+  d.batch_size = positive(c, "train.batch_size", where);
+  d.eval_batch_size = positive(c, "train.eval_batch_size", where);
+
+  // model
+  models::ModelOptions& m = o.model;
+  m.backbone = one_of(c, "model.backbone", where, models::backbone_names());
+  m.norm = get<std::string>(c, "model.norm");
+  check_norm(m.norm, where, "model.norm");
+  m.width = positive(c, "model.width", where);
+  m.depth = positive(c, "model.depth", where);
+  m.norm_options.momentum = in_range(c, "model.bn_momentum", where, 0.0, 1.0, "in [0, 1]");
+  m.norm_options.eps = in_range(c, "model.bn_eps", where, 0.0, 1.0, "in [0, 1]");
+  m.head.kind = one_of(c, "model.head.kind", where, {"mlp", "linear"});
+  m.head.hidden = positive(c, "model.head.hidden", where);
+  m.head.norm = get<std::string>(c, "model.head.norm");
+  check_norm(m.head.norm, where, "model.head.norm");
+  m.head.dropout = in_range(c, "model.head.dropout", where, 0.0, 0.99, "in [0, 0.99]");
+  o.weights = get<std::string>(c, "model.weights");
+  o.weights_skip = get<std::vector<std::string>>(c, "model.weights_skip");
+
+  // train
+  train::TrainOptions& t = o.train;
+  t.epochs = positive(c, "train.epochs", where);
+  t.optimizer.name = one_of(c, "train.optimizer.name", where, train::optimizer_names());
+  t.optimizer.lr = in_range(c, "train.optimizer.lr", where, 1e-12, 100.0, "in (0, 100]");
+  t.optimizer.weight_decay =
+      in_range(c, "train.optimizer.weight_decay", where, 0.0, 10.0, "in [0, 10]");
+  t.optimizer.momentum = in_range(c, "train.optimizer.momentum", where, 0.0, 1.0, "in [0, 1]");
+  t.optimizer.nesterov = get<bool>(c, "train.optimizer.nesterov");
+  t.optimizer.beta1 = in_range(c, "train.optimizer.beta1", where, 0.0, 0.999999, "in [0, 1)");
+  t.optimizer.beta2 = in_range(c, "train.optimizer.beta2", where, 0.0, 0.999999, "in [0, 1)");
+  t.optimizer.eps = in_range(c, "train.optimizer.eps", where, 0.0, 1.0, "in [0, 1]");
+  t.trainable = get<std::vector<std::string>>(c, "train.trainable");
+  for (const auto& g : config_at(c, "train.param_groups")) {
+    require(g.is_object(), key_msg(where, "train.param_groups"),
+            "each entry must be a table {pattern = \"...\", lr = ...}, got " + g.dump());
+    for (const auto& item : g.items()) {
+      require(item.key() == "pattern" || item.key() == "lr",
+              key_msg(where, "train.param_groups." + item.key()), "unknown key",
+              "each entry has exactly: pattern, lr");
+    }
+    require(g.contains("pattern") && g["pattern"].is_string() && g.contains("lr") &&
+                g["lr"].is_number() && g["lr"].get<double>() > 0,
+            key_msg(where, "train.param_groups"),
+            "each entry needs pattern (string) and lr (> 0), got " + g.dump());
+    t.param_groups.push_back({g["pattern"].get<std::string>(), g["lr"].get<double>()});
+  }
+  t.frozen_bn = one_of(c, "train.frozen_bn", where, {"update", "freeze"}) == "update"
+                    ? train::FrozenBatchNorm::kUpdate
+                    : train::FrozenBatchNorm::kFreeze;
+  t.clip.max_norm = in_range(c, "train.clip_norm", where, 0.0, 1e12, ">= 0 (0 = off)");
+  t.clip.max_value = in_range(c, "train.clip_value", where, 0.0, 1e12, ">= 0 (0 = off)");
+  t.label_smoothing = in_range(c, "train.label_smoothing", where, 0.0, 0.99, "in [0, 1)");
+
+  // probes
+  o.probe.grad_norms = get<bool>(c, "probe.grad_norms");
+  o.probe.landscape = get<bool>(c, "probe.landscape.enabled");
+  o.probe.landscape_params = get<std::string>(c, "probe.landscape.params");
+  o.probe.landscape_options.resolution = positive(c, "probe.landscape.resolution", where);
+  require(o.probe.landscape_options.resolution >= 2, key_msg(where, "probe.landscape.resolution"),
+          "must be >= 2");
+  o.probe.landscape_options.span = in_range(c, "probe.landscape.span", where, 1e-9, 1e6, "> 0");
+  o.probe.landscape_options.max_batches = positive(c, "probe.landscape.batches", where);
+  o.probe.landscape_options.seed = o.seed;
+  return o;
+}
+
+}  // namespace normlab::study

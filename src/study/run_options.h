@@ -1,0 +1,62 @@
+// Typed slices of a resolved run config, one per layer (STYLE.md rule 7: config slices are
+// passed down, never a global dict).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/batcher.h"
+#include "data/registry.h"
+#include "models/model.h"
+#include "probe/landscape.h"
+#include "study/config.h"
+#include "train/trainer.h"
+
+namespace normlab::study {
+
+struct DataSlice {
+  data::DatasetSource train_source;  // official training split
+  data::DatasetSource test_source;   // official test split
+  std::vector<int64_t> classes;
+  double val_fraction = 0.2;
+  uint64_t split_seed = 0;
+  int64_t train_limit = 0;
+  int64_t val_limit = 0;
+  bool test = true;
+  int64_t test_limit = 0;
+  std::string normalize;  // preset name, resolved from "auto"
+  int64_t resize = 0;
+  data::AugmentOptions augment;
+  int64_t batch_size = 64;
+  int64_t eval_batch_size = 256;
+};
+
+struct ProbeSlice {
+  bool grad_norms = true;
+  bool landscape = false;
+  std::string landscape_params = "trainable";  // "trainable" or a module-path pattern
+  probe::LandscapeOptions landscape_options;
+};
+
+struct RunOptions {
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  DataSlice data;
+  models::ModelOptions model;  // in_channels / input_hw / num_classes filled from the data
+  std::string weights;
+  std::vector<std::string> weights_skip;
+  train::TrainOptions train;
+  ProbeSlice probe;
+};
+
+// Converts a resolved config; throws Error naming the key for invalid values (unknown norm,
+// optimizer, dataset, negative sizes, ...).
+RunOptions run_options(const Json& config, const std::string& where);
+
+// run_options() for its checks only.
+inline void validate_run_config(const Json& config, const std::string& where) {
+  (void)run_options(config, where);
+}
+
+}  // namespace normlab::study

@@ -1,0 +1,66 @@
+// A study file (TOML) and its expansion into runs.
+//
+//   [study]    name, description, seeds = [..]
+//   [pretrain] optional: a run config trained once; runs use it with model.weights = "pretrain"
+//   [run]      the base run config (see study/config.cpp for every key and default)
+//   [grid]     "dotted.key" = [values...]: the cartesian product of all axes, times seeds
+//   [smoke]    optional overrides for a tiny variant (--smoke): seeds, [smoke.run],
+//              [smoke.pretrain]
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "study/config.h"
+
+namespace normlab::study {
+
+struct GridAxis {
+  std::string key;  // dotted config key
+  std::vector<Json> values;
+};
+
+struct Spec {
+  std::string path;  // file it came from ("" for inline text)
+  std::string text;  // the file's text, recorded in the store
+  std::string name;
+  std::string description;
+  std::vector<int64_t> seeds{0};
+  std::optional<Json> pretrain;  // overlay for the pretraining run
+  Json run = Json::object();     // overlay for every run
+  std::vector<GridAxis> grid;
+  std::optional<Json> smoke;  // {"seeds": [...], "run": {...}, "pretrain": {...}}
+};
+
+// Parses TOML text; `where` names the file in messages. Throws Error on a syntax error (with
+// line and column), an unknown section or key, or a wrongly typed value.
+Spec parse_spec(const std::string& text, const std::string& where);
+Spec load_spec(const std::string& path);
+
+struct RunPlan {
+  std::string name;   // "head.norm=bn clip_norm=0.1 seed=0"
+  std::string group;  // the same without the seed
+  Json config;        // fully resolved
+  std::string role;   // "pretrain" or "run"
+};
+
+struct Plan {
+  std::string study_name;
+  std::optional<RunPlan> pretrain;
+  std::vector<RunPlan> runs;
+};
+
+struct ExpandOptions {
+  std::vector<std::pair<std::string, std::string>> sets;  // --set key=value, in order
+  bool smoke = false;
+};
+
+// Resolves every run's config (defaults <- [run] <- --set <- grid point <- seed). A --set on
+// a grid axis narrows that axis to the one value; "study.seeds=[..]" replaces the seeds;
+// "pretrain.<key>=v" sets a key of the pretraining run. Everything is validated here, before
+// any store is opened.
+Plan expand(const Spec& spec, const ExpandOptions& options);
+
+}  // namespace normlab::study

@@ -1,0 +1,33 @@
+// Optimizers by name ("adam", "adamw", "sgd") over the parameter groups of a ParamPlan.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "train/params.h"
+
+namespace normlab::train {
+
+struct OptimizerOptions {
+  std::string name = "adam";
+  double lr = 1e-3;
+  double weight_decay = 0;  // L2 for adam/sgd; decoupled for adamw (Loshchilov & Hutter 2019)
+  double momentum = 0.9;    // sgd only
+  bool nesterov = false;    // sgd only
+  double beta1 = 0.9;       // adam/adamw
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& options,
+                                                        const ParamPlan& plan);
+
+std::vector<std::string> optimizer_names();
+
+// Multiplies every group's learning rate by `factor` relative to its configured value.
+void set_lr_scale(torch::optim::Optimizer& optimizer, const ParamPlan& plan, double factor);
+
+}  // namespace normlab::train
