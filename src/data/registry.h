@@ -9,9 +9,9 @@
 namespace normlab::data {
 
 struct DatasetSource {
-  std::string name;         // registry name
-  std::string path;         // directory holding the files; "" = default locations
-  bool train = true;        // official training split (true) or test split (false)
+  std::string name;   // registry name
+  std::string path;   // directory holding the files; "" = default locations
+  bool train = true;  // official training split (true) or test split (false)
   // Only for "synthetic": deterministic learnable data for smoke tests.
   int64_t synthetic_size = 512;
   int64_t synthetic_classes = 10;

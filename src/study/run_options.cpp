@@ -12,7 +12,13 @@ std::string key_msg(const std::string& where, const std::string& key) {
 
 template <typename T>
 T get(const Json& cfg, const std::string& key) {
-  return config_at(cfg, key).get<T>();
+  const Json& v = config_at(cfg, key);
+  try {
+    return v.get<T>();
+  } catch (const Json::exception&) {
+    // Empty-list defaults carry no element type, so element types are checked here.
+    throw Error("config key '" + key + "'", "has the wrong type for its elements: " + v.dump());
+  }
 }
 
 int64_t positive(const Json& cfg, const std::string& key, const std::string& where,
@@ -46,7 +52,7 @@ void check_norm(const std::string& norm, const std::string& where, const std::st
   try {
     nn::parse_norm(norm);
   } catch (const Error& e) {
-    throw Error(key_msg(where, key), e.problem(), e.hint());
+    throw Error(key_msg(where, key), e.problem() + " '" + norm + "'", e.hint());
   }
 }
 
@@ -121,7 +127,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
   train::TrainOptions& t = o.train;
   t.epochs = positive(c, "train.epochs", where);
   t.optimizer.name = one_of(c, "train.optimizer.name", where, train::optimizer_names());
-  t.optimizer.lr = in_range(c, "train.optimizer.lr", where, 1e-12, 100.0, "in (0, 100]");
+  t.optimizer.lr = in_range(c, "train.optimizer.lr", where, 1e-300, 1e300, "> 0");
   t.optimizer.weight_decay =
       in_range(c, "train.optimizer.weight_decay", where, 0.0, 10.0, "in [0, 10]");
   t.optimizer.momentum = in_range(c, "train.optimizer.momentum", where, 0.0, 1.0, "in [0, 1]");

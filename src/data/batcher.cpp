@@ -1,0 +1,183 @@
+#include "data/batcher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/error.h"
+#include "core/runtime.h"
+
+namespace normlab::data {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// SplitMix64 finaliser (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
+// generators"): nearby inputs give unrelated outputs, which matters because the CPU
+// generator keeps only 32 bits of its seed (mt19937).
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// x: (B, C, H, W). Flips the samples whose `flip` entry is true: (B) bool on x's device.
+torch::Tensor random_hflip(const torch::Tensor& x, const torch::Tensor& flip) {
+  return torch::where(flip.view({-1, 1, 1, 1}), x.flip({3}), x);
+}
+
+// x: (B, C, H, W) -> (B, C, H, W): zero-pad by p on every side, then take the H x W window
+// whose top-left corner is offsets[i] = (dy, dx) in [0, 2p] for sample i. One batched
+// gather over the flattened padded planes instead of a loop over the batch (measured
+// 1.6x faster than a row gather followed by a column gather).
+torch::Tensor padded_crop(const torch::Tensor& x, int64_t p, const torch::Tensor& offsets) {
+  const int64_t b = x.size(0);
+  const int64_t c = x.size(1);
+  const int64_t h = x.size(2);
+  const int64_t w = x.size(3);
+  const int64_t padded_w = w + 2 * p;
+  auto padded = F::pad(x, F::PadFuncOptions({p, p, p, p}));  // (B, C, H+2p, W+2p), zeros
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(x.device());
+  auto rows = offsets.select(1, 0).view({b, 1, 1}) + torch::arange(h, long_opts).view({1, h, 1});
+  auto cols = offsets.select(1, 1).view({b, 1, 1}) + torch::arange(w, long_opts).view({1, 1, w});
+  auto flat = (rows * padded_w + cols).view({b, 1, h * w}).expand({b, c, h * w});  // (B,C,HW)
+  return padded.reshape({b, c, -1}).gather(2, flat).view({b, c, h, w});
+}
+
+}  // namespace
+
+uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
+  return splitmix64(splitmix64(seed) + static_cast<uint64_t>(epoch));
+}
+
+Batcher::Batcher(const Dataset& dataset, BatcherOptions options, uint64_t seed)
+    : options_(std::move(options)), seed_(seed), gen_(make_generator(epoch_seed(seed, 0))) {
+  dataset.validate();
+  const std::string subject = "batcher for dataset '" + dataset.name + "'";
+  require(options_.batch_size > 0, subject,
+          "batch_size must be positive, got " + std::to_string(options_.batch_size));
+  require(options_.augment.crop_padding >= 0, subject,
+          "crop_padding must be >= 0, got " + std::to_string(options_.augment.crop_padding));
+  require(options_.resize >= 0, subject,
+          "resize must be >= 0, got " + std::to_string(options_.resize));
+  const int64_t channels = dataset.images.size(1);
+  require(options_.mean.size() == options_.stddev.size(), subject,
+          std::to_string(options_.mean.size()) + " mean values but " +
+              std::to_string(options_.stddev.size()) + " stddev values");
+  require(options_.mean.empty() || static_cast<int64_t>(options_.mean.size()) == channels, subject,
+          "normalisation has " + std::to_string(options_.mean.size()) +
+              " channels but the images have " + std::to_string(channels),
+          "pick a preset made for this dataset (e.g. \"cifar\" for 3 channels, \"mnist\" for 1)");
+  for (double s : options_.stddev) {
+    require(s > 0.0, subject, "stddev values must be positive, got " + std::to_string(s));
+  }
+
+  dataset_ = dataset;
+  dataset_.images = dataset.images.to(options_.device);
+  dataset_.labels = dataset.labels.to(options_.device);
+  if (!options_.mean.empty()) {
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    mean_ = torch::tensor(options_.mean, opts).view({1, channels, 1, 1}).to(options_.device);
+    stddev_ = torch::tensor(options_.stddev, opts).view({1, channels, 1, 1}).to(options_.device);
+  }
+  start_epoch(0);
+}
+
+int64_t Batcher::batches_per_epoch() const {
+  const int64_t n = dataset_.size();
+  const int64_t b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void Batcher::start_epoch(int64_t epoch) {
+  gen_ = make_generator(epoch_seed(seed_, epoch));
+  const int64_t n = dataset_.size();
+  order_ =
+      options_.shuffle ? torch::randperm(n, gen_, torch::kInt64) : torch::arange(n, torch::kInt64);
+  cursor_ = 0;
+}
+
+bool Batcher::next(Batch& batch) {
+  const int64_t n = dataset_.size();
+  const int64_t b = std::min(options_.batch_size, n - cursor_);
+  if (b <= 0 || (options_.drop_last && b < options_.batch_size)) {
+    cursor_ = n;
+    return false;
+  }
+  auto idx = order_.slice(0, cursor_, cursor_ + b).to(options_.device);
+  cursor_ += b;
+
+  // (B, C, H, W) uint8 -> float in [0, 1]
+  auto x = dataset_.images.index_select(0, idx).to(torch::kFloat32).div_(255.0);
+  // Random draws always happen on the CPU generator, in this order, then move to the device,
+  // so CPU and CUDA runs see the same augmentation.
+  if (options_.augment.hflip) {
+    auto flip = torch::rand({b}, gen_) < 0.5;  // (B) bool, Bernoulli(0.5)
+    x = random_hflip(x, flip.to(options_.device));
+  }
+  if (const int64_t p = options_.augment.crop_padding; p > 0) {
+    auto offsets = torch::randint(0, 2 * p + 1, {b, 2}, gen_, torch::kInt64);  // (B, 2)
+    x = padded_crop(x, p, offsets.to(options_.device));
+  }
+  if (const int64_t r = options_.resize; r > 0 && (x.size(2) != r || x.size(3) != r)) {
+    // No antialiasing (interpolate's default), so upsampling 28 -> 32 is plain bilinear.
+    x = F::interpolate(x, F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{r, r})
+                              .mode(torch::kBilinear)
+                              .align_corners(false));
+  }
+  if (mean_.defined()) x = x.sub_(mean_).div_(stddev_);
+
+  batch.x = x;                                     // (B, C, H', W') float32
+  batch.y = dataset_.labels.index_select(0, idx);  // (B) int64
+  return true;
+}
+
+// Per-channel mean and standard deviation of pixels scaled to [0, 1].
+NormalizePreset normalize_preset(const std::string& name) {
+  // CIFAR-10 training set as used by kuangliu/pytorch-cifar (main.py). The stddev values
+  // are not the per-pixel std (that is about 0.247, 0.243, 0.261; see that repository's
+  // issue #19) but they are the de facto standard, so results stay comparable.
+  if (name == "cifar") return {{0.4914, 0.4822, 0.4465}, {0.2023, 0.1994, 0.2010}};
+  // ImageNet training set: torchvision.models documentation and pytorch/examples
+  // imagenet/main.py.
+  if (name == "imagenet") return {{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+  // MNIST training set: pytorch/examples mnist/main.py, transforms.Normalize((0.1307,),
+  // (0.3081,)).
+  if (name == "mnist") return {{0.1307}, {0.3081}};
+  // FashionMNIST training set (60000 images), computed here from Debian's
+  // dataset-fashion-mnist train-images-idx3-ubyte.gz: mean 0.28604, population std 0.35302
+  // over all pixels (checked by tests/data/registry_test.cpp when the package is installed).
+  if (name == "fashion-mnist") return {{0.2860}, {0.3530}};
+  // Maps [0, 1] to [-1, 1]; channel-agnostic (one value, see the overload below).
+  if (name == "minus-one-one") return {{0.5}, {0.5}};
+  if (name == "none") return {};
+  throw Error("normalisation preset '" + name + "'", "unknown preset",
+              "known presets: " + join(normalize_preset_names()));
+}
+
+NormalizePreset normalize_preset(const std::string& name, int64_t channels) {
+  NormalizePreset preset = normalize_preset(name);
+  if (name == "minus-one-one") {
+    preset.mean.assign(static_cast<size_t>(channels), 0.5);
+    preset.stddev.assign(static_cast<size_t>(channels), 0.5);
+  }
+  require(preset.mean.empty() || static_cast<int64_t>(preset.mean.size()) == channels,
+          "normalisation preset '" + name + "'",
+          "made for " + std::to_string(preset.mean.size()) + "-channel images, not " +
+              std::to_string(channels) + "-channel ones",
+          "pick a preset made for this dataset, \"minus-one-one\" or \"none\"");
+  return preset;
+}
+
+std::vector<std::string> normalize_preset_names() {
+  return {"cifar", "imagenet", "mnist", "fashion-mnist", "minus-one-one", "none"};
+}
+
+}  // namespace normlab::data

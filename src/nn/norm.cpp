@@ -1,0 +1,172 @@
+#include "nn/norm.h"
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "nn/frn.h"
+
+namespace normlab::nn {
+namespace {
+
+// GroupNorm for (N, C) vectors: treats each sample as (N, C, 1) and back. It owns "weight"
+// and "bias" itself (rather than wrapping a GroupNorm child) so that state_dict paths are
+// the same as for every other norm ("head.1.weight", not "head.1.norm.weight").
+class VectorGroupNormImpl : public torch::nn::Cloneable<VectorGroupNormImpl> {
+ public:
+  explicit VectorGroupNormImpl(const torch::nn::GroupNormOptions& opts) : options(opts) { reset(); }
+
+  void reset() override {
+    weight = register_parameter("weight", torch::ones({options.num_channels()}));
+    bias = register_parameter("bias", torch::zeros({options.num_channels()}));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    // x: (N, C)
+    TORCH_CHECK(x.dim() == 2, "vector GroupNorm expects (N, C), got ", x.sizes());
+    torch::Tensor y = torch::group_norm(x.unsqueeze(-1), options.num_groups(), weight, bias,
+                                        options.eps());  // (N, C, 1)
+    return y.squeeze(-1);                                // (N, C)
+  }
+
+  void pretty_print(std::ostream& stream) const override {
+    stream << "normlab::nn::VectorGroupNorm(" << options.num_groups() << ", "
+           << options.num_channels() << ", eps=" << options.eps() << ")";
+  }
+
+  torch::nn::GroupNormOptions options;
+  torch::Tensor weight;  // (C)
+  torch::Tensor bias;    // (C)
+};
+TORCH_MODULE(VectorGroupNorm);
+
+const char* input_name(NormInput input) {
+  return input == NormInput::kVector ? "vectors (N, C)" : "maps (N, C, H, W)";
+}
+
+std::string valid_names() {
+  std::string out;
+  for (const auto& name : norm_names()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+Error unknown_norm(const std::string& text, const std::string& problem) {
+  return Error("norm '" + text + "'", problem, "valid names: " + valid_names());
+}
+
+// Parses the G of "gn:G": digits only, positive.
+int64_t parse_groups(const std::string& text, const std::string& digits) {
+  bool ok = !digits.empty() && digits.size() <= 9 &&
+            digits.find_first_not_of("0123456789") == std::string::npos;
+  const int64_t groups = ok ? std::stoll(digits) : 0;
+  if (groups <= 0) {
+    throw unknown_norm(text, "GroupNorm needs a positive number of groups after 'gn:'");
+  }
+  return groups;
+}
+
+}  // namespace
+
+std::vector<std::string> norm_names() {
+  return {"bn", "ln", "gn:G", "in", "frn", "frn:mean", "none"};
+}
+
+NormSpec parse_norm(const std::string& text) {
+  NormSpec spec;
+  spec.text = text;
+  const auto colon = text.find(':');
+  const std::string head = text.substr(0, colon);
+  const std::string tail = colon == std::string::npos ? "" : text.substr(colon + 1);
+  const bool has_tail = colon != std::string::npos;
+
+  if (head == "gn") {
+    if (!has_tail) throw unknown_norm(text, "GroupNorm needs its group count, e.g. 'gn:16'");
+    spec.kind = "gn";
+    spec.groups = parse_groups(text, tail);
+    return spec;
+  }
+  if (head == "frn" && has_tail) {
+    if (tail != "mean") throw unknown_norm(text, "unknown FRN variant '" + tail + "'");
+    spec.kind = "frn";
+    spec.frn_mean = true;
+    return spec;
+  }
+  for (const char* kind : {"bn", "ln", "in", "frn", "none"}) {
+    if (text == kind) {
+      spec.kind = kind;
+      return spec;
+    }
+  }
+  throw unknown_norm(text, "unknown normalization");
+}
+
+torch::nn::AnyModule make_norm(const std::string& text, int64_t channels, NormInput input,
+                               const NormOptions& options) {
+  const NormSpec spec = parse_norm(text);
+  require(channels > 0, "norm '" + text + "'",
+          "needs a positive channel count, got " + std::to_string(channels));
+  const bool vector = input == NormInput::kVector;
+  auto refuse = [&](const std::string& why, const std::string& hint) {
+    return Error("norm '" + text + "'",
+                 std::string("not available for ") + input_name(input) + ": " + why, hint);
+  };
+
+  if (spec.kind == "bn") {
+    if (vector) {
+      return torch::nn::AnyModule(torch::nn::BatchNorm1d(
+          torch::nn::BatchNorm1dOptions(channels).eps(options.eps).momentum(options.momentum)));
+    }
+    return torch::nn::AnyModule(torch::nn::BatchNorm2d(
+        torch::nn::BatchNorm2dOptions(channels).eps(options.eps).momentum(options.momentum)));
+  }
+  if (spec.kind == "ln") {
+    if (vector) {
+      return torch::nn::AnyModule(
+          torch::nn::LayerNorm(torch::nn::LayerNormOptions({channels}).eps(options.eps)));
+    }
+    // LayerNorm over (C, H, W) with a per-channel affine is GroupNorm with one group.
+    return torch::nn::AnyModule(
+        torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels).eps(options.eps)));
+  }
+  if (spec.kind == "gn") {
+    if (channels % spec.groups != 0) {
+      throw Error("norm '" + text + "'",
+                  std::to_string(spec.groups) + " groups do not divide " +
+                      std::to_string(channels) + " channels",
+                  "choose G dividing every channel count of the model");
+    }
+    auto gn_options = torch::nn::GroupNormOptions(spec.groups, channels).eps(options.eps);
+    if (vector) return torch::nn::AnyModule(VectorGroupNorm(gn_options));
+    return torch::nn::AnyModule(torch::nn::GroupNorm(gn_options));
+  }
+  if (spec.kind == "in") {
+    if (vector) {
+      throw refuse("a vector has no spatial axes to normalise over",
+                   "use 'ln' or 'frn' for heads and MLPs");
+    }
+    return torch::nn::AnyModule(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels)
+                                                              .eps(options.eps)
+                                                              .affine(true)
+                                                              .track_running_stats(false)));
+  }
+  if (spec.kind == "frn") {
+    if (spec.frn_mean) {
+      if (!vector) {
+        throw refuse("the feature-axis variant is for vectors", "use 'frn' for feature maps");
+      }
+      return torch::nn::AnyModule(Frn(FrnOptions(channels).mean_over_features(true)));
+    }
+    // Vectors are 1x1 maps, where plain FRN degenerates to sign(x): use the learned epsilon
+    // of section 3.2 there.
+    return torch::nn::AnyModule(Frn(FrnOptions(channels).learned_eps(vector)));
+  }
+  return torch::nn::AnyModule(torch::nn::Identity());  // "none"
+}
+
+bool is_batch_norm(const torch::nn::Module& module) {
+  return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&module) != nullptr ||
+         dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&module) != nullptr ||
+         dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&module) != nullptr;
+}
+
+}  // namespace normlab::nn

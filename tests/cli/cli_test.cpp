@@ -1,0 +1,111 @@
+// Runs the normlab binary the way a user does and checks what they would see.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/files.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string output;
+};
+
+Result run(const std::string& args) {
+  const char* bin = std::getenv("NORMLAB_BINARY");
+  EXPECT_NE(bin, nullptr) << "NORMLAB_BINARY is set by ctest";
+  std::string cmd = std::string(bin) + " " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string source(const std::string& rel) {
+  return std::string(std::getenv("NORMLAB_SOURCE_DIR")) + "/" + rel;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("normlab_cli_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+TEST(Cli, QuickstartSmokeRunsAndWritesReport) {
+  auto dir = temp_dir("smoke");
+  Result r = run("study run " + source("studies/quickstart.toml") +
+                 " --smoke --quiet --threads 1 --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("6 runs"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("report written to"), std::string::npos) << r.output;
+  ASSERT_TRUE(fs::exists(dir / "report.html"));
+  std::string html = normlab::read_file_text((dir / "report.html").string());
+  for (const char* group :
+       {"norm=bn clip_norm=0.0", "norm=ln clip_norm=0.1", "norm=frn clip_norm=0.1"}) {
+    EXPECT_NE(html.find(group), std::string::npos) << group;
+  }
+  // Second invocation: nothing left to train.
+  Result again = run("study run " + source("studies/quickstart.toml") +
+                     " --smoke --quiet --threads 1 --out " + dir.string());
+  EXPECT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("0 runs trained, 7 already complete"), std::string::npos)
+      << again.output;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, BadSpecIsRefusedAndStoreUntouched) {
+  auto dir = temp_dir("bad");
+  // An existing store from an earlier study.
+  std::string db = (dir / "study.db").string();
+  { std::ofstream(db, std::ios::binary) << "placeholder bytes"; }
+  auto before = normlab::read_file_bytes(db);
+  std::string spec = (dir / "bad.toml").string();
+  std::ofstream(spec) << "[run]\ntrain.optimizer.lrr = 0.1\n";
+  Result r = run("study run " + spec + " --out " + dir.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find(spec), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.optimizer.lrr"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'lr'"), std::string::npos) << r.output;
+  EXPECT_EQ(normlab::read_file_bytes(db), before);
+
+  // A valid spec pointed at a corrupt store: refused, store bytes unchanged.
+  Result c = run("study run " + source("studies/quickstart.toml") +
+                 " --smoke --quiet --threads 1 --out " + dir.string());
+  EXPECT_EQ(c.code, 2) << c.output;
+  EXPECT_NE(c.output.find(db), std::string::npos) << c.output;
+  EXPECT_EQ(normlab::read_file_bytes(db), before);
+
+  Result s = run("study run " + source("studies/quickstart.toml") +
+                 " --set train.epochs=zero --out " + dir.string());
+  EXPECT_EQ(s.code, 2);
+  EXPECT_NE(s.output.find("--set train.epochs=zero"), std::string::npos) << s.output;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, ConfigShowPrintsDefaultsAndResolvedRuns) {
+  Result d = run("config show");
+  ASSERT_EQ(d.code, 0) << d.output;
+  EXPECT_NE(d.output.find("\"frozen_bn\": \"update\""), std::string::npos) << d.output;
+  Result q = run("config show " + source("studies/quickstart.toml"));
+  ASSERT_EQ(q.code, 0) << q.output;
+  EXPECT_NE(q.output.find("norm=frn clip_norm=0.1 seed=1"), std::string::npos);
+}
+
+TEST(Cli, ReportOnMissingStudyNamesPath) {
+  Result r = run("report /nonexistent/normlab-study");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("/nonexistent/normlab-study"), std::string::npos) << r.output;
+}
+
+}  // namespace

@@ -1,0 +1,70 @@
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/runtime.h"
+
+namespace normlab {
+namespace {
+
+TEST(Error, MessageNamesSubjectProblemAndHint) {
+  Error e("data/x.idx", "truncated", "download it again");
+  EXPECT_STREQ(e.what(), "data/x.idx: truncated\n  hint: download it again");
+  EXPECT_EQ(e.subject(), "data/x.idx");
+  EXPECT_THROW(require(false, "k", "bad"), Error);
+  EXPECT_NO_THROW(require(true, "k", "bad"));
+}
+
+TEST(Progress, FormatsDurations) {
+  EXPECT_EQ(Progress::format_duration(12.4), "12s");
+  EXPECT_EQ(Progress::format_duration(185), "3m05s");
+  EXPECT_EQ(Progress::format_duration(3720), "1h02m");
+  EXPECT_EQ(Progress::format_duration(-1), "?");
+}
+
+TEST(Progress, PlainModePrintsEpochLines) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* mem = open_memstream(&buf, &len);
+  ProgressOptions o;
+  o.label = "bn seed=0";
+  o.epochs = 2;
+  o.steps_per_epoch = 3;
+  o.stream = mem;
+  Progress p(o);
+  for (int s = 1; s <= 3; ++s) p.step(0, s, 64);
+  p.epoch_done(0, "val_acc 50.00");
+  std::fclose(mem);
+  std::string out(buf, len);
+  free(buf);
+  EXPECT_NE(out.find("bn seed=0 epoch 1/2 step 3/3"), std::string::npos) << out;
+  EXPECT_NE(out.find("img/s"), std::string::npos) << out;
+  EXPECT_NE(out.find("val_acc 50.00"), std::string::npos) << out;
+}
+
+TEST(Runtime, ThreadsAndDevices) {
+  EXPECT_EQ(apply_threads(1), 1);
+  EXPECT_GE(apply_threads(0), 1);
+  apply_threads(2);
+  EXPECT_TRUE(parse_device("cpu").is_cpu());
+  EXPECT_THROW(parse_device("tpu:7"), Error);
+  if (!torch::cuda::is_available()) {
+    EXPECT_THROW(parse_device("cuda"), Error);
+  }
+  EXPECT_NO_THROW(parse_device("auto"));
+}
+
+TEST(Runtime, GeneratorIsDeterministicAndIndependentOfGlobalRng) {
+  auto g1 = make_generator(42);
+  auto a = torch::randperm(100, g1, torch::kLong);
+  torch::manual_seed(7);
+  (void)torch::rand({10});
+  auto g2 = make_generator(42);
+  auto b = torch::randperm(100, g2, torch::kLong);
+  EXPECT_TRUE(torch::equal(a, b));
+  auto g3 = make_generator(43);
+  EXPECT_FALSE(torch::equal(a, torch::randperm(100, g3, torch::kLong)));
+}
+
+}  // namespace
+}  // namespace normlab

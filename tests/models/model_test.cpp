@@ -1,0 +1,262 @@
+// Classifier = features + optional GAP + head: every backbone x every norm, shapes, module
+// paths, options reaching the layers, and the errors users can cause.
+#include "models/model.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "nn/frn.h"
+#include "nn/norm.h"
+
+namespace normlab::models {
+namespace {
+
+std::vector<std::string> concrete_norm_names() {
+  std::vector<std::string> out;
+  for (const auto& name : nn::norm_names()) out.push_back(name == "gn:G" ? "gn:2" : name);
+  return out;
+}
+
+ModelOptions tiny(const std::string& backbone, const std::string& norm) {
+  ModelOptions o;
+  o.backbone = backbone;
+  o.in_channels = 1;
+  o.input_hw = 12;
+  o.num_classes = 5;
+  o.norm = norm;
+  o.width = 4;
+  o.depth = 3;
+  o.head.hidden = 6;
+  o.head.norm = norm == "in" ? "bn" : norm;  // heads see vectors, where "in" is refused
+  return o;
+}
+
+bool refused_for_backbone(const std::string& backbone, const std::string& norm) {
+  return (backbone == "mlp" && norm == "in") || (backbone == "small_cnn" && norm == "frn:mean");
+}
+
+std::string error_text(const ModelOptions& o) {
+  try {
+    build_model(o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+template <typename T>
+const T* child_as(const torch::nn::Sequential& seq, size_t i) {
+  return dynamic_cast<const T*>(seq->ptr(i).get());
+}
+
+TEST(Backbones, Listed) {
+  EXPECT_EQ(backbone_names(), (std::vector<std::string>{"small_cnn", "mlp"}));
+}
+
+TEST(Classifier, EveryBackboneWithEveryNormRunsInTrainAndEval) {
+  torch::manual_seed(0);
+  for (const auto& backbone : backbone_names()) {
+    for (const auto& norm : concrete_norm_names()) {
+      SCOPED_TRACE(backbone + " / " + norm);
+      ModelOptions o = tiny(backbone, norm);
+      if (refused_for_backbone(backbone, norm)) {
+        EXPECT_THROW(build_model(o), Error);
+        continue;
+      }
+      Classifier model = build_model(o);
+      auto x = torch::randn({3, 1, 12, 12});  // (N, C, H, W)
+      for (bool train : {true, false}) {
+        model->train(train);
+        auto logits = model->forward(x);
+        EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{3, 5}));
+        EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+        EXPECT_EQ(model->embed(x).sizes(), (std::vector<int64_t>{3, model->feature_dim()}));
+      }
+      model->train();
+      model->forward(x).sum().backward();
+      for (const auto& p : model->named_parameters()) {
+        EXPECT_TRUE(p.value().grad().defined()) << p.key();
+      }
+    }
+  }
+}
+
+TEST(Classifier, EveryHeadNormRuns) {
+  for (const auto& norm : concrete_norm_names()) {
+    SCOPED_TRACE(norm);
+    ModelOptions o = tiny("small_cnn", "bn");
+    o.head.norm = norm;
+    if (norm == "in") {
+      EXPECT_THROW(build_model(o), Error);
+      continue;
+    }
+    Classifier model = build_model(o);
+    EXPECT_EQ(model->forward(torch::randn({2, 1, 12, 12})).sizes(), (std::vector<int64_t>{2, 5}));
+    EXPECT_EQ(nn::is_batch_norm(*model->head->ptr(1)), norm == "bn");
+  }
+}
+
+TEST(SmallCnn, ChannelsDoubleEveryOtherBlockAndStrideTwiceTo7x7) {
+  ModelOptions o;  // 28x28, 1 channel, width 32
+  o.width = 8;
+  o.depth = 5;
+  Classifier model = build_model(o);
+  auto params = model->named_parameters();
+  const std::vector<int64_t> channels{8, 8, 16, 16, 32};
+  int64_t in = 1;
+  for (size_t i = 0; i < channels.size(); ++i) {
+    auto w = params["features." + std::to_string(i) + ".0.weight"];
+    EXPECT_EQ(w.sizes(), (std::vector<int64_t>{channels[i], in, 3, 3})) << "block " << i;
+    auto conv =
+        dynamic_cast<torch::nn::Conv2dImpl*>(model->features->ptr(i)->named_children()["0"].get());
+    ASSERT_NE(conv, nullptr);
+    EXPECT_FALSE(conv->options.bias());
+    in = channels[i];
+  }
+  auto maps = model->features->forward(torch::randn({2, 1, 28, 28}));
+  EXPECT_EQ(maps.sizes(), (std::vector<int64_t>{2, 32, 7, 7}));
+  EXPECT_EQ(model->feature_dim(), 32);
+  // GAP: embed is the spatial mean of the feature maps.
+  model->eval();
+  auto x = torch::randn({2, 1, 28, 28});
+  EXPECT_TRUE(torch::allclose(model->embed(x), model->features->forward(x).mean({2, 3})));
+}
+
+TEST(Mlp, FlattensAndHasNoPooling) {
+  ModelOptions o = tiny("mlp", "bn");
+  o.width = 7;
+  o.depth = 2;
+  Classifier model = build_model(o);
+  EXPECT_NE(child_as<torch::nn::FlattenImpl>(model->features, 0), nullptr);
+  EXPECT_EQ(model->features->size(), 3u);  // Flatten + 2 blocks
+  auto params = model->named_parameters();
+  EXPECT_EQ(params["features.1.0.weight"].sizes(), (std::vector<int64_t>{7, 144}));
+  EXPECT_EQ(params["features.2.0.weight"].sizes(), (std::vector<int64_t>{7, 7}));
+  EXPECT_EQ(model->feature_dim(), 7);
+  EXPECT_EQ(model->embed(torch::randn({4, 1, 12, 12})).sizes(), (std::vector<int64_t>{4, 7}));
+}
+
+TEST(Classifier, ModulePathsFollowTorchvisionNaming) {
+  Classifier cnn = build_model(ModelOptions{});  // small_cnn, bn, mlp head
+  auto params = cnn->named_parameters();
+  auto buffers = cnn->named_buffers();
+  for (const std::string key : {"features.0.0.weight", "features.0.1.weight", "features.0.1.bias",
+                                "features.3.0.weight", "head.0.weight", "head.0.bias",
+                                "head.1.weight", "head.1.bias", "head.4.weight", "head.4.bias"}) {
+    EXPECT_TRUE(params.contains(key)) << key;
+  }
+  for (const std::string key : {"features.0.1.running_mean", "head.1.running_var"}) {
+    EXPECT_TRUE(buffers.contains(key)) << key;
+  }
+  EXPECT_EQ(params["head.0.weight"].sizes(), (std::vector<int64_t>{256, cnn->feature_dim()}));
+  EXPECT_EQ(params["head.4.weight"].sizes(), (std::vector<int64_t>{10, 256}));
+  ASSERT_EQ(cnn->head->size(), 5u);
+  EXPECT_NE(child_as<torch::nn::LinearImpl>(cnn->head, 0), nullptr);
+  EXPECT_NE(child_as<torch::nn::BatchNorm1dImpl>(cnn->head, 1), nullptr);
+  EXPECT_NE(child_as<torch::nn::ReLUImpl>(cnn->head, 2), nullptr);
+  auto dropout = child_as<torch::nn::DropoutImpl>(cnn->head, 3);
+  ASSERT_NE(dropout, nullptr);
+  EXPECT_DOUBLE_EQ(dropout->options.p(), 0.2);
+  EXPECT_NE(child_as<torch::nn::LinearImpl>(cnn->head, 4), nullptr);
+
+  // Head norm "none" keeps the indices: head.1 is Identity, head.4 the classifier.
+  ModelOptions none;
+  none.head.norm = "none";
+  Classifier plain = build_model(none);
+  ASSERT_EQ(plain->head->size(), 5u);
+  EXPECT_NE(child_as<torch::nn::IdentityImpl>(plain->head, 1), nullptr);
+  EXPECT_TRUE(plain->named_parameters().contains("head.4.weight"));
+
+  // Linear head: just head.0.
+  ModelOptions linear;
+  linear.head.kind = "linear";
+  Classifier lin = build_model(linear);
+  ASSERT_EQ(lin->head->size(), 1u);
+  EXPECT_EQ(lin->named_parameters()["head.0.weight"].sizes(),
+            (std::vector<int64_t>{10, lin->feature_dim()}));
+
+  // FRN in the head on vectors carries its learned epsilon.
+  ModelOptions frn;
+  frn.head.norm = "frn";
+  EXPECT_TRUE(build_model(frn)->named_parameters().contains("head.1.eps_l"));
+}
+
+TEST(Classifier, NormSlotsUseTheNormOptionsAndNames) {
+  ModelOptions o;
+  o.norm = "gn:4";
+  o.head.norm = "bn";
+  o.norm_options.momentum = 0.25;
+  o.norm_options.eps = 1e-3;
+  o.width = 8;
+  o.depth = 3;
+  Classifier model = build_model(o);
+  for (size_t i = 0; i < 3; ++i) {
+    auto gn = dynamic_cast<torch::nn::GroupNormImpl*>(
+        model->features->ptr(i)->named_children()["1"].get());
+    ASSERT_NE(gn, nullptr) << "block " << i;
+    EXPECT_EQ(gn->options.num_groups(), 4);
+    EXPECT_DOUBLE_EQ(gn->options.eps(), 1e-3);
+  }
+  auto bn = child_as<torch::nn::BatchNorm1dImpl>(model->head, 1);
+  ASSERT_NE(bn, nullptr);
+  EXPECT_DOUBLE_EQ(bn->options.momentum().value(), 0.25);
+  EXPECT_DOUBLE_EQ(bn->options.eps(), 1e-3);
+}
+
+TEST(Classifier, FeaturesCloneToAnEqualIndependentCopy) {
+  torch::manual_seed(1);
+  Classifier model = build_model(tiny("small_cnn", "bn"));
+  model->eval();
+  auto copy = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(model->features->clone());
+  ASSERT_NE(copy, nullptr);
+  copy->eval();
+  auto x = torch::randn({2, 1, 12, 12});
+  EXPECT_TRUE(torch::allclose(copy->forward(x), model->features->forward(x)));
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["features.0.0.weight"].zero_();
+  }
+  EXPECT_FALSE(torch::allclose(copy->forward(x), model->features->forward(x)));
+}
+
+TEST(Classifier, ErrorsNameTheBadValue) {
+  ModelOptions o;
+  o.backbone = "resnet9000";
+  std::string msg = error_text(o);
+  EXPECT_NE(msg.find("resnet9000"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("small_cnn, mlp"), std::string::npos) << msg;
+
+  o = ModelOptions{};
+  o.head.kind = "transformer";
+  msg = error_text(o);
+  EXPECT_NE(msg.find("transformer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("linear, mlp"), std::string::npos) << msg;
+
+  auto expect_error_on = [](const std::string& key, auto mutate) {
+    ModelOptions bad;
+    mutate(bad);
+    std::string text = error_text(bad);
+    EXPECT_NE(text.find(key), std::string::npos) << key << ": '" << text << "'";
+  };
+  expect_error_on("width", [](ModelOptions& m) { m.width = 0; });
+  expect_error_on("width", [](ModelOptions& m) {
+    m.backbone = "mlp";
+    m.width = -3;
+  });
+  expect_error_on("depth", [](ModelOptions& m) { m.depth = 0; });
+  expect_error_on("in_channels", [](ModelOptions& m) { m.in_channels = 0; });
+  expect_error_on("input_hw", [](ModelOptions& m) { m.input_hw = -1; });
+  expect_error_on("num_classes", [](ModelOptions& m) { m.num_classes = 0; });
+  expect_error_on("head.hidden", [](ModelOptions& m) { m.head.hidden = 0; });
+  expect_error_on("head.dropout", [](ModelOptions& m) { m.head.dropout = 1.0; });
+  expect_error_on("'xn'", [](ModelOptions& m) { m.norm = "xn"; });
+  expect_error_on("'in'", [](ModelOptions& m) { m.head.norm = "in"; });
+  expect_error_on("'gn:3'", [](ModelOptions& m) { m.norm = "gn:3"; });  // 3 does not divide 32
+}
+
+}  // namespace
+}  // namespace normlab::models

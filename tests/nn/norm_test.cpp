@@ -1,0 +1,199 @@
+// The norm factory: names, parsing, which layer each name builds, refusals, is_batch_norm.
+#include "nn/norm.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "nn/frn.h"
+
+namespace normlab::nn {
+namespace {
+
+// norm_names() lists gn as "gn:G"; tests use two groups (every channel count here is even).
+std::vector<std::string> concrete_norm_names() {
+  std::vector<std::string> out;
+  for (const auto& name : norm_names()) out.push_back(name == "gn:G" ? "gn:2" : name);
+  return out;
+}
+
+// The documented refusals: "in" on vectors, "frn:mean" on maps.
+bool refused(const std::string& name, NormInput input) {
+  return (name == "in" && input == NormInput::kVector) ||
+         (name == "frn:mean" && input == NormInput::kMap);
+}
+
+// Shared ownership: the AnyModule passed in is often a temporary.
+template <typename T>
+std::shared_ptr<T> as(const torch::nn::AnyModule& any) {
+  return std::dynamic_pointer_cast<T>(any.ptr());
+}
+
+std::string error_text(const std::string& spec, int64_t channels, NormInput input) {
+  try {
+    make_norm(spec, channels, input);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(NormNames, ListsEveryKind) {
+  EXPECT_EQ(norm_names(),
+            (std::vector<std::string>{"bn", "ln", "gn:G", "in", "frn", "frn:mean", "none"}));
+}
+
+TEST(ParseNorm, AcceptsEveryListedName) {
+  for (const auto& name : concrete_norm_names()) {
+    NormSpec spec = parse_norm(name);
+    EXPECT_EQ(spec.text, name);
+  }
+  EXPECT_EQ(parse_norm("bn").kind, "bn");
+  EXPECT_EQ(parse_norm("none").kind, "none");
+  NormSpec gn = parse_norm("gn:16");
+  EXPECT_EQ(gn.kind, "gn");
+  EXPECT_EQ(gn.groups, 16);
+  NormSpec frn = parse_norm("frn");
+  EXPECT_EQ(frn.kind, "frn");
+  EXPECT_FALSE(frn.frn_mean);
+  NormSpec frn_mean = parse_norm("frn:mean");
+  EXPECT_EQ(frn_mean.kind, "frn");
+  EXPECT_TRUE(frn_mean.frn_mean);
+}
+
+TEST(ParseNorm, RejectsBadNamesNamingTheValueAndTheValidOnes) {
+  for (const std::string bad : {"", "BN", "batchnorm", "gn", "gn:", "gn:0", "gn:-2", "gn:x",
+                                "gn:2x", "frn:max", "bn:1", "none:"}) {
+    try {
+      parse_norm(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("'" + bad + "'"), std::string::npos) << what;
+      EXPECT_NE(what.find("bn, ln, gn:G, in, frn, frn:mean, none"), std::string::npos) << what;
+    }
+  }
+}
+
+TEST(MakeNorm, BuildsTheDocumentedLayers) {
+  const NormOptions opts{/*eps=*/1e-3, /*momentum=*/0.25};
+  const auto vec = NormInput::kVector;
+  const auto map = NormInput::kMap;
+
+  auto bn1 = as<torch::nn::BatchNorm1dImpl>(make_norm("bn", 6, vec, opts));
+  ASSERT_NE(bn1, nullptr);
+  EXPECT_EQ(bn1->options.num_features(), 6);
+  EXPECT_DOUBLE_EQ(bn1->options.eps(), 1e-3);
+  EXPECT_DOUBLE_EQ(bn1->options.momentum().value(), 0.25);
+  auto bn2 = as<torch::nn::BatchNorm2dImpl>(make_norm("bn", 6, map, opts));
+  ASSERT_NE(bn2, nullptr);
+  EXPECT_DOUBLE_EQ(bn2->options.eps(), 1e-3);
+  EXPECT_DOUBLE_EQ(bn2->options.momentum().value(), 0.25);
+
+  auto ln1 = as<torch::nn::LayerNormImpl>(make_norm("ln", 6, vec, opts));
+  ASSERT_NE(ln1, nullptr);
+  EXPECT_EQ(ln1->options.normalized_shape(), std::vector<int64_t>{6});
+  EXPECT_DOUBLE_EQ(ln1->options.eps(), 1e-3);
+  auto ln2 = as<torch::nn::GroupNormImpl>(make_norm("ln", 6, map, opts));
+  ASSERT_NE(ln2, nullptr);
+  EXPECT_EQ(ln2->options.num_groups(), 1);
+
+  auto gn2 = as<torch::nn::GroupNormImpl>(make_norm("gn:3", 6, map, opts));
+  ASSERT_NE(gn2, nullptr);
+  EXPECT_EQ(gn2->options.num_groups(), 3);
+  EXPECT_DOUBLE_EQ(gn2->options.eps(), 1e-3);
+
+  auto in2 = as<torch::nn::InstanceNorm2dImpl>(make_norm("in", 6, map, opts));
+  ASSERT_NE(in2, nullptr);
+  EXPECT_TRUE(in2->options.affine());
+  EXPECT_FALSE(in2->options.track_running_stats());
+
+  EXPECT_NE(as<torch::nn::IdentityImpl>(make_norm("none", 6, vec)), nullptr);
+  EXPECT_NE(as<torch::nn::IdentityImpl>(make_norm("none", 6, map)), nullptr);
+
+  auto frn_vec = as<FrnImpl>(make_norm("frn", 6, vec));
+  ASSERT_NE(frn_vec, nullptr);
+  EXPECT_TRUE(frn_vec->options.learned_eps());
+  EXPECT_FALSE(frn_vec->options.mean_over_features());
+  auto frn_map = as<FrnImpl>(make_norm("frn", 6, map));
+  ASSERT_NE(frn_map, nullptr);
+  EXPECT_FALSE(frn_map->options.learned_eps());
+  auto frn_mean = as<FrnImpl>(make_norm("frn:mean", 6, vec));
+  ASSERT_NE(frn_mean, nullptr);
+  EXPECT_TRUE(frn_mean->options.mean_over_features());
+  EXPECT_FALSE(frn_mean->options.learned_eps());
+}
+
+TEST(MakeNorm, GroupNormOnVectorsIsGroupNormOnNC1) {
+  torch::manual_seed(3);
+  auto norm = make_norm("gn:2", 6, NormInput::kVector);
+  EXPECT_EQ(as<torch::nn::GroupNormImpl>(norm), nullptr);  // a wrapper, not GroupNorm itself
+  auto x = torch::randn({5, 6});                           // (N, C)
+  auto y = norm.forward(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  auto expected = torch::group_norm(x.unsqueeze(-1), 2).squeeze(-1);  // weight 1, bias 0
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-6, 1e-6));
+}
+
+TEST(MakeNorm, RefusesInvalidCombinationsWithTheValue) {
+  std::string in_vec = error_text("in", 8, NormInput::kVector);
+  EXPECT_NE(in_vec.find("'in'"), std::string::npos) << in_vec;
+  EXPECT_NE(in_vec.find("vectors"), std::string::npos) << in_vec;
+  std::string mean_map = error_text("frn:mean", 8, NormInput::kMap);
+  EXPECT_NE(mean_map.find("'frn:mean'"), std::string::npos) << mean_map;
+  std::string gn = error_text("gn:3", 8, NormInput::kMap);
+  EXPECT_NE(gn.find("3 groups do not divide 8 channels"), std::string::npos) << gn;
+  EXPECT_NE(error_text("gn:3", 8, NormInput::kVector), "");
+  EXPECT_NE(error_text("bn", 0, NormInput::kMap), "");
+  EXPECT_NE(error_text("unknown", 8, NormInput::kMap), "");
+}
+
+// Every name x both input kinds: builds (or is refused as documented), keeps the shape in
+// train and eval mode, and owns its parameters directly ("weight", not "norm.weight") so that
+// state_dict paths read "head.1.weight".
+TEST(MakeNorm, EveryNameRunsOnVectorsAndMaps) {
+  torch::manual_seed(0);
+  for (const auto& name : concrete_norm_names()) {
+    for (auto input : {NormInput::kVector, NormInput::kMap}) {
+      SCOPED_TRACE(name + (input == NormInput::kVector ? " vector" : " map"));
+      if (refused(name, input)) {
+        EXPECT_THROW(make_norm(name, 4, input), Error);
+        continue;
+      }
+      auto norm = make_norm(name, 4, input);
+      auto x = input == NormInput::kVector ? torch::randn({3, 4}) : torch::randn({3, 4, 5, 5});
+      for (bool train : {true, false}) {
+        norm.ptr()->train(train);
+        auto y = norm.forward(x);
+        EXPECT_EQ(y.sizes(), x.sizes());
+        EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+      }
+      for (const auto& p : norm.ptr()->named_parameters()) {
+        EXPECT_EQ(p.key().find('.'), std::string::npos) << p.key();
+      }
+      if (name != "none") {
+        EXPECT_TRUE(norm.ptr()->named_parameters().contains("weight"));
+        EXPECT_TRUE(norm.ptr()->named_parameters().contains("bias"));
+      }
+    }
+  }
+}
+
+TEST(IsBatchNorm, TrueOnlyForBatchNorm) {
+  for (const auto& name : concrete_norm_names()) {
+    for (auto input : {NormInput::kVector, NormInput::kMap}) {
+      if (refused(name, input)) continue;
+      auto norm = make_norm(name, 4, input);
+      EXPECT_EQ(is_batch_norm(*norm.ptr()), name == "bn") << name;
+    }
+  }
+  EXPECT_FALSE(is_batch_norm(*torch::nn::Linear(3, 4)));
+  EXPECT_TRUE(is_batch_norm(*torch::nn::BatchNorm3d(4)));
+}
+
+}  // namespace
+}  // namespace normlab::nn
