@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -13,6 +14,7 @@
 #include "study/runner.h"
 #include "study/spec.h"
 
+namespace normlab::cli {
 namespace {
 
 using normlab::Error;
@@ -97,55 +99,70 @@ int config_show(const std::string& spec_path, const std::vector<std::string>& se
 
 }  // namespace
 
+void add_study_commands(CLI::App& app, std::vector<Command>& out) {
+  auto* study = app.add_subcommand("study", "Run studies");
+  study->require_subcommand(1);
+  auto run_args = std::make_shared<StudyRunArgs>();
+  auto* run = study->add_subcommand("run", "Run (or resume) every run of a study file");
+  run->add_option("spec", run_args->spec, "Study file (TOML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  run->add_option("--set", run_args->sets, "Override a config key: KEY=VALUE (repeatable)");
+  run->add_option("--out", run_args->out, "Study directory (default runs/<study name>)");
+  run->add_flag("--smoke", run_args->smoke, "Run the study's tiny [smoke] variant");
+  run->add_option("--threads", run_args->threads, "Intra-op threads (0 = all cores)");
+  run->add_flag("!--no-report", run_args->report, "Do not write report.html at the end");
+  run->add_flag("-q,--quiet", run_args->quiet, "No progress lines");
+  out.push_back({run, [run_args] { return study_run(*run_args); }});
+
+  auto report_dir = std::make_shared<std::string>();
+  auto report_out = std::make_shared<std::string>();
+  auto* report = app.add_subcommand("report", "Write a self-contained HTML report of a study");
+  report->add_option("dir", *report_dir, "Study directory (holding study.db)")->required();
+  report->add_option("-o,--output", *report_out, "Output file (default DIR/report.html)");
+  out.push_back({report, [report_dir, report_out] {
+                   normlab::report::ReportOptions rep;
+                   rep.store_path = *report_dir + "/study.db";
+                   rep.output_path =
+                       report_out->empty() ? *report_dir + "/report.html" : *report_out;
+                   normlab::report::write_html_report(rep);
+                   std::printf("normlab: report written to %s\n",
+                               std::filesystem::absolute(rep.output_path).string().c_str());
+                   return 0;
+                 }});
+
+  auto show_spec = std::make_shared<std::string>();
+  auto show_sets = std::make_shared<std::vector<std::string>>();
+  auto show_smoke = std::make_shared<bool>(false);
+  auto* config = app.add_subcommand("config", "Inspect configuration");
+  config->require_subcommand(1);
+  auto* show = config->add_subcommand(
+      "show", "Print the defaults, or every resolved run config of a study file");
+  show->add_option("spec", *show_spec, "Study file (TOML)")->check(CLI::ExistingFile);
+  show->add_option("--set", *show_sets, "Override a config key: KEY=VALUE (repeatable)");
+  show->add_flag("--smoke", *show_smoke, "Resolve the [smoke] variant");
+  out.push_back({show, [show_spec, show_sets, show_smoke] {
+                   return config_show(*show_spec, *show_sets, *show_smoke);
+                 }});
+}
+
+}  // namespace normlab::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"normlab: normalization and gradient-dynamics studies in transfer learning"};
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Debug logging");
-
-  auto* study = app.add_subcommand("study", "Run studies");
-  study->require_subcommand(1);
-  StudyRunArgs run_args;
-  auto* run = study->add_subcommand("run", "Run (or resume) every run of a study file");
-  run->add_option("spec", run_args.spec, "Study file (TOML)")->required()->check(CLI::ExistingFile);
-  run->add_option("--set", run_args.sets, "Override a config key: KEY=VALUE (repeatable)");
-  run->add_option("--out", run_args.out, "Study directory (default runs/<study name>)");
-  run->add_flag("--smoke", run_args.smoke, "Run the study's tiny [smoke] variant");
-  run->add_option("--threads", run_args.threads, "Intra-op threads (0 = all cores)");
-  run->add_flag("!--no-report", run_args.report, "Do not write report.html at the end");
-  run->add_flag("-q,--quiet", run_args.quiet, "No progress lines");
-
-  std::string report_dir, report_out;
-  auto* report = app.add_subcommand("report", "Write a self-contained HTML report of a study");
-  report->add_option("dir", report_dir, "Study directory (holding study.db)")->required();
-  report->add_option("-o,--output", report_out, "Output file (default DIR/report.html)");
-
-  std::string show_spec;
-  std::vector<std::string> show_sets;
-  bool show_smoke = false;
-  auto* config = app.add_subcommand("config", "Inspect configuration");
-  config->require_subcommand(1);
-  auto* show = config->add_subcommand(
-      "show", "Print the defaults, or every resolved run config of a study file");
-  show->add_option("spec", show_spec, "Study file (TOML)")->check(CLI::ExistingFile);
-  show->add_option("--set", show_sets, "Override a config key: KEY=VALUE (repeatable)");
-  show->add_flag("--smoke", show_smoke, "Resolve the [smoke] variant");
+  std::vector<normlab::cli::Command> commands;
+  normlab::cli::add_study_commands(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   if (verbose) normlab::log::set_level(normlab::log::Level::kDebug);
 
   try {
-    if (run->parsed()) return study_run(run_args);
-    if (report->parsed()) {
-      normlab::report::ReportOptions rep;
-      rep.store_path = report_dir + "/study.db";
-      rep.output_path = report_out.empty() ? report_dir + "/report.html" : report_out;
-      normlab::report::write_html_report(rep);
-      std::printf("normlab: report written to %s\n",
-                  std::filesystem::absolute(rep.output_path).string().c_str());
-      return 0;
+    for (const auto& c : commands) {
+      if (c.app->parsed()) return c.run();
     }
-    if (show->parsed()) return config_show(show_spec, show_sets, show_smoke);
   } catch (const normlab::Error& e) {
     std::fprintf(stderr, "normlab: error: %s\n", e.what());
     return 2;

@@ -1,6 +1,7 @@
 #include "core/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -62,6 +63,10 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     p += n;
     left -= static_cast<size_t>(n);
   }
+  // mkstemp creates 0600; give the file the permissions a plain open() would (0666 & ~umask).
+  mode_t mask = umask(0);
+  umask(mask);
+  if (fchmod(fd, 0666 & ~mask) != 0) fail("fchmod failed");
   if (fsync(fd) != 0) fail("fsync failed");
   if (close(fd) != 0) {
     int err = errno;

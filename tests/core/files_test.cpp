@@ -38,6 +38,9 @@ TEST(WriteFileAtomic, WritesAndReplaces) {
   EXPECT_EQ(read_file_text(path), "first");
   write_file_atomic(path, std::string("second, longer"));
   EXPECT_EQ(read_file_text(path), "second, longer");
+  // Readable like any file the user writes (mkstemp alone would give 0600).
+  auto perms = fs::status(path).permissions();
+  EXPECT_NE(perms & fs::perms::others_read, fs::perms::none);
   // No temporary files are left behind.
   int entries = 0;
   for (auto& e : fs::directory_iterator(dir)) (void)e, ++entries;

@@ -1,0 +1,22 @@
+// Subcommand registration: each file of cli/ adds its subcommands to the app and the
+// function to run when one of them was parsed. main() tries them in order.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace normlab::cli {
+
+struct Command {
+  CLI::App* app;             // the (sub)subcommand
+  std::function<int()> run;  // called when `app` was parsed; returns the exit code
+};
+
+void add_study_commands(CLI::App& app, std::vector<Command>& out);    // study run, report, config
+void add_weights_commands(CLI::App& app, std::vector<Command>& out);  // weights inspect|convert
+void add_data_commands(CLI::App& app, std::vector<Command>& out);     // data fetch|list
+void add_predict_command(CLI::App& app, std::vector<Command>& out);   // predict
+
+}  // namespace normlab::cli
