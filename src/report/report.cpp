@@ -564,7 +564,22 @@ void write_html_report(const ReportOptions& options) {
   std::string title = study_title(options, *db);
   auto runs = db->runs();
   auto meta = db->all_meta();
-  auto groups = load_groups(*db, runs);
+  // Auxiliary groups (e.g. the pretraining run, trained on another task) are listed but
+  // kept out of the comparison: their metrics are not comparable with the grid's.
+  std::set<std::string> auxiliary;
+  for (const auto& [key, value] : meta) {
+    if (key != "auxiliary_groups") continue;
+    json names = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (names.is_array()) {
+      for (const auto& n : names) {
+        if (n.is_string()) auxiliary.insert(n.get<std::string>());
+      }
+    }
+  }
+  std::vector<Group> groups, aux_groups;
+  for (auto& g : load_groups(*db, runs)) {
+    (auxiliary.count(g.name) > 0 ? aux_groups : groups).push_back(std::move(g));
+  }
   int best = best_group(groups);
 
   std::vector<std::string> notes;
@@ -599,6 +614,11 @@ void write_html_report(const ReportOptions& options) {
        << " interval overlaps the best one's is <em>not distinguishable from best</em>: the "
        << "difference is within seed-to-seed spread.</p>\n"
        << final_table(groups, best);
+  if (!aux_groups.empty()) {
+    html << "<h3>Auxiliary runs</h3>\n<p class=\"note\">Not part of the comparison (e.g. "
+         << "pretraining on the source task).</p>\n"
+         << final_table(aux_groups, -1);
+  }
 
   const auto& curves = data["curves"];
   html << "<h2>Training curves</h2>\n";

@@ -196,6 +196,9 @@ StudyResult run_study(const Plan& plan, const RunnerOptions& options) {
   if (!options.spec_text.empty()) db->set_meta("spec", options.spec_text);
   db->set_meta("threads", std::to_string(threads));
   db->set_meta("torch_version", TORCH_VERSION);
+  if (plan.pretrain) {
+    db->set_meta("auxiliary_groups", nlohmann::json::array({plan.pretrain->group}).dump());
+  }
 
   std::vector<const RunPlan*> all;
   if (plan.pretrain) all.push_back(&*plan.pretrain);

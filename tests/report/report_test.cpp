@@ -229,6 +229,26 @@ TEST_F(ReportTest, TitleOptionWinsAndEmptyStoreStillRenders) {
   EXPECT_TRUE(data["confusion"].is_null());
 }
 
+TEST_F(ReportTest, AuxiliaryGroupsAreListedButNotCompared) {
+  {
+    auto db = Store::open(store_path_);
+    add_run(*db, "norm=bn", 1, 0.80);
+    add_run(*db, "norm=bn", 2, 0.84);
+    add_run(*db, "pretrain", 0, 0.99);  // another task: must not become "best"
+    db->set_meta("auxiliary_groups", R"(["pretrain"])");
+  }
+  write_html_report(options());
+  std::string html = read_file_text(out_path_);
+  auto aux = html.find("<h3>Auxiliary runs</h3>");
+  ASSERT_NE(aux, std::string::npos);
+  EXPECT_GT(html.find("<td>pretrain</td>", aux), aux);
+  EXPECT_NE(html.find("<tr class=\"best\"><td>norm=bn</td>"), std::string::npos)
+      << html.substr(0, 0);
+  for (const auto& curve : embedded_data(html)["curves"]) {
+    for (const auto& trace : curve["groups"]) EXPECT_NE(trace["name"], "pretrain");
+  }
+}
+
 TEST_F(ReportTest, MissingStoreIsAnErrorNamingIt) {
   try {
     write_html_report(options());
