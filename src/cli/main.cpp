@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Debug logging");
   std::vector<normlab::cli::Command> commands;
   normlab::cli::add_study_commands(app, commands);
+  normlab::cli::add_weights_commands(app, commands);
+  normlab::cli::add_data_commands(app, commands);
+  normlab::cli::add_predict_command(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   if (verbose) normlab::log::set_level(normlab::log::Level::kDebug);

@@ -157,6 +157,9 @@ NormalizePreset normalize_preset(const std::string& name) {
   if (name == "fashion-mnist") return {{0.2860}, {0.3530}};
   // Maps [0, 1] to [-1, 1]; channel-agnostic (one value, see the overload below).
   if (name == "minus-one-one") return {{0.5}, {0.5}};
+  // TFLite/Keras MobileNet input scaling (pixel - 128) / 128, in [0, 1] pixel units; see
+  // ../shared/data/README.md. Channel-agnostic like "minus-one-one".
+  if (name == "tf-128") return {{128.0 / 255.0}, {128.0 / 255.0}};
   if (name == "none") return {};
   throw Error("normalisation preset '" + name + "'", "unknown preset",
               "known presets: " + join(normalize_preset_names()));
@@ -164,9 +167,9 @@ NormalizePreset normalize_preset(const std::string& name) {
 
 NormalizePreset normalize_preset(const std::string& name, int64_t channels) {
   NormalizePreset preset = normalize_preset(name);
-  if (name == "minus-one-one") {
-    preset.mean.assign(static_cast<size_t>(channels), 0.5);
-    preset.stddev.assign(static_cast<size_t>(channels), 0.5);
+  if (name == "minus-one-one" || name == "tf-128") {
+    preset.mean.assign(static_cast<size_t>(channels), preset.mean.front());
+    preset.stddev.assign(static_cast<size_t>(channels), preset.stddev.front());
   }
   require(preset.mean.empty() || static_cast<int64_t>(preset.mean.size()) == channels,
           "normalisation preset '" + name + "'",
@@ -177,7 +180,7 @@ NormalizePreset normalize_preset(const std::string& name, int64_t channels) {
 }
 
 std::vector<std::string> normalize_preset_names() {
-  return {"cifar", "imagenet", "mnist", "fashion-mnist", "minus-one-one", "none"};
+  return {"cifar", "imagenet", "mnist", "fashion-mnist", "minus-one-one", "tf-128", "none"};
 }
 
 }  // namespace normlab::data

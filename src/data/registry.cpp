@@ -4,13 +4,13 @@
 #include "data/registry.h"
 
 #include <array>
-#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <optional>
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "io/cache.h"
 #include "io/cifar.h"
 #include "io/idx.h"
 
@@ -51,19 +51,15 @@ constexpr std::array<const char*, 100> kCifar100Classes = {
 // Where Debian's dataset-* packages install (dataset-fashion-mnist is the one packaged).
 constexpr const char* kDebianDatasetRoot = "/usr/share/datasets";
 
-// normlab's per-user cache: $XDG_CACHE_HOME/normlab/datasets/<name>, falling back to
-// ~/.cache (XDG Base Directory Specification: a relative XDG_CACHE_HOME is ignored).
+// normlab's per-user cache: io::cache_dir()/datasets/<name> ($NORMLAB_CACHE, else
+// $XDG_CACHE_HOME/normlab, else ~/.cache/normlab), where `normlab data fetch` puts datasets.
+// "" when no cache directory can be determined (no HOME).
 std::string cache_dir(const std::string& name) {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  fs::path root;
-  if (xdg != nullptr && xdg[0] == '/') {
-    root = xdg;
-  } else if (const char* home = std::getenv("HOME"); home != nullptr && home[0] != '\0') {
-    root = fs::path(home) / ".cache";
-  } else {
+  try {
+    return (fs::path(io::cache_dir()) / "datasets" / name).string();
+  } catch (const Error&) {
     return "";
   }
-  return (root / "normlab" / "datasets" / name).string();
 }
 
 // Directories to search, in order: the user's path if given, else the defaults.

@@ -1,15 +1,20 @@
-// A backbone as the Classifier sees it: the `features` Sequential, whether its output needs
-// global average pooling, and the width of the vector handed to the head. One builder per
-// backbone file (small_cnn.cpp, mlp.cpp); model.cpp keeps the name -> builder table.
+// A backbone as the Classifier sees it: its top-level modules (registered on the Classifier
+// under torchvision's names), the trunk that runs them, whether its output needs global
+// average pooling, and the width of the vector handed to the head. One builder per backbone
+// file (small_cnn.cpp, mlp.cpp, mobilenet_v2.cpp, resnet.cpp); model.cpp keeps the
+// name -> builder table.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "models/model.h"
+#include "models/norm_slots.h"
 
 namespace normlab::models {
 
@@ -35,14 +40,36 @@ class BlockImpl : public torch::nn::SequentialImpl {
 };
 TORCH_MODULE(Block);
 
-struct Backbone {
-  torch::nn::Sequential features{nullptr};
-  bool pool = true;         // (N, C, H, W) -> (N, C) by global average pooling
-  int64_t feature_dim = 0;  // C after pooling (or the vector width without it)
+// Runs a backbone's top-level modules: x (N, C, H, W) -> maps (N, C', H', W') or vectors.
+// Norm layers it calls directly (not through a Sequential) are exposed as norm slots.
+class Trunk : public NormSlotOwner {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  std::vector<torch::nn::AnyModule*> norm_slots() override { return {}; }
 };
 
-// Options are validated by the caller (ClassifierImpl) before a builder runs.
-Backbone build_small_cnn(const ModelOptions& options);
-Backbone build_mlp(const ModelOptions& options);
+struct Backbone {
+  // Set by backbones whose trunk is one Sequential; the Classifier registers it as "features"
+  // and runs it as the trunk (small_cnn, mlp, mobilenet_v2).
+  torch::nn::Sequential features{nullptr};
+  // Otherwise: the top-level modules in torchvision's order and names, run by `trunk`.
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> modules;
+  std::shared_ptr<Trunk> trunk;
+  bool pool = true;         // (N, C, H, W) -> (N, C) by global average pooling
+  int64_t feature_dim = 0;  // C after pooling (or the vector width without it)
+  // Name and kind of torchvision's own head for HeadOptions.kind "torchvision":
+  // "classifier" (Dropout + Linear, mobilenet_v2) or "fc" (Linear, resnet); empty if none.
+  std::string torchvision_head;
+};
+
+// Options are validated by the caller (ClassifierImpl) before a builder runs. Builders make
+// every norm slot through `norms`, named by its module path.
+Backbone build_small_cnn(const ModelOptions& options, NormFactory& norms);
+Backbone build_mlp(const ModelOptions& options, NormFactory& norms);
+Backbone build_mobilenet_v2(const ModelOptions& options, NormFactory& norms);
+Backbone build_resnet18(const ModelOptions& options, NormFactory& norms);
+Backbone build_resnet50(const ModelOptions& options, NormFactory& norms);
+Backbone build_resnet18_cifar(const ModelOptions& options, NormFactory& norms);
+Backbone build_resnet50_cifar(const ModelOptions& options, NormFactory& norms);
 
 }  // namespace normlab::models

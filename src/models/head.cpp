@@ -7,22 +7,23 @@
 namespace normlab::models {
 
 torch::nn::Sequential build_head(const HeadOptions& head, int64_t in_features, int64_t num_classes,
-                                 const nn::NormOptions& norm_options) {
+                                 NormFactory& norms) {
   torch::nn::Sequential seq;
   if (head.kind == "linear") {
     seq->push_back(torch::nn::Linear(in_features, num_classes));  // (N, in) -> (N, classes)
     return seq;
   }
   if (head.kind != "mlp") {
-    throw Error("head.kind '" + head.kind + "'", "unknown head", "valid kinds: linear, mlp");
+    throw Error("head.kind '" + head.kind + "'", "unknown head",
+                "valid kinds: linear, mlp, torchvision");
   }
   require(head.hidden > 0, "head.hidden", "must be positive, got " + std::to_string(head.hidden));
   require(head.dropout >= 0.0 && head.dropout < 1.0, "head.dropout",
           "must be in [0, 1), got " + std::to_string(head.dropout));
   seq->push_back(torch::nn::Linear(in_features, head.hidden));  // 0: (N, in) -> (N, hidden)
-  seq->push_back(nn::make_norm(head.norm, head.hidden, nn::NormInput::kVector, norm_options));
-  seq->push_back(torch::nn::ReLU());                            // 2
-  seq->push_back(torch::nn::Dropout(head.dropout));             // 3
+  seq->push_back(norms.make("head.1", head.norm, head.hidden, nn::NormInput::kVector));  // 1
+  seq->push_back(torch::nn::ReLU());                                                     // 2
+  seq->push_back(torch::nn::Dropout(head.dropout));                                      // 3
   seq->push_back(torch::nn::Linear(head.hidden, num_classes));  // 4: -> (N, classes)
   return seq;
 }

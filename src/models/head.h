@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "models/model.h"
+#include "models/norm_slots.h"
 
 namespace normlab::models {
 
@@ -13,8 +14,9 @@ namespace normlab::models {
 // "mlp":    head.0 Linear(in, hidden), head.1 Norm(hidden), head.2 ReLU, head.3 Dropout,
 //           head.4 Linear(hidden, classes). head.1 is Identity for norm "none", so the
 //           indices are the same for every norm (STUDIES.md S0/S1).
-// Throws Error for an unknown kind or bad sizes.
+// "torchvision" is built by the Classifier (it depends on the backbone), not here.
+// The norm slot "head.1" goes through `norms`. Throws Error for an unknown kind or bad sizes.
 torch::nn::Sequential build_head(const HeadOptions& head, int64_t in_features, int64_t num_classes,
-                                 const nn::NormOptions& norm_options);
+                                 NormFactory& norms);
 
 }  // namespace normlab::models

@@ -1,14 +1,19 @@
-// Classification models as `features` (backbone) + optional global average pooling + `head`.
-// Module paths follow torchvision naming so that "features.3" or "head.0" mean the same in
-// a study file as in a state_dict.
+// Classification models as a backbone trunk + optional global average pooling + `head`.
+// Module paths follow torchvision naming so that "features.3" or "layer4.1.bn2" mean the same
+// in a study file as in a torchvision state_dict: mobilenet_v2 registers "features", resnets
+// "conv1", "bn1", "layer1".."layer4"; the head is "head", or with HeadOptions.kind
+// "torchvision" torchvision's own "classifier" (mobilenet_v2) or "fc" (resnet).
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "models/norm_slots.h"
 #include "nn/norm.h"
 
 namespace normlab::models {
@@ -17,6 +22,9 @@ struct HeadOptions {
   // "linear": Linear(in, classes).
   // "mlp": Linear(in, hidden) -> Norm -> ReLU -> Dropout(dropout) -> Linear(hidden, classes)
   //        (STUDIES.md S0); norm "none" gives S1's baseline head.
+  // "torchvision": torchvision's own head at its own name (torchvision backbones only):
+  //        mobilenet_v2 "classifier" = Dropout(ModelOptions.dropout) -> Linear (keys
+  //        classifier.1.weight/bias); resnet "fc" = Linear (fc.weight/bias).
   std::string kind = "mlp";
   int64_t hidden = 256;
   std::string norm = "bn";
@@ -24,18 +32,31 @@ struct HeadOptions {
 };
 
 struct ModelOptions {
-  std::string backbone = "small_cnn";  // "small_cnn" | "mlp"
+  // "small_cnn" | "mlp" | "mobilenet_v2" | "resnet18" | "resnet50" | "resnet18_cifar" |
+  // "resnet50_cifar" (the _cifar resnets: 3x3 stride-1 stem, no max-pool, same keys).
+  std::string backbone = "small_cnn";
   int64_t in_channels = 1;
   int64_t input_hw = 28;  // input height = width (mlp flattens C*H*W)
   int64_t num_classes = 10;
   std::string norm = "bn";  // backbone norm slots
   nn::NormOptions norm_options;
-  int64_t width = 32;  // small_cnn base width / mlp hidden width
-  int64_t depth = 4;   // small_cnn blocks / mlp hidden layers
+  // Per-slot norm overrides: module-path pattern -> norm spec, e.g. {"layer*.*.bn2", "gn:16"}
+  // (XBNBlock-P2). Patterns as models::path_matches; the last matching entry wins; head
+  // slots ("head.1") may be overridden too. A pattern matching no slot is an Error.
+  std::vector<std::pair<std::string, std::string>> norm_overrides;
+  int64_t width = 32;       // small_cnn base width / mlp hidden width
+  int64_t depth = 4;        // small_cnn blocks / mlp hidden layers
+  double width_mult = 1.0;  // mobilenet_v2 width multiplier (torchvision's _make_divisible)
+  double dropout = 0.2;     // dropout of head kind "torchvision" (mobilenet_v2's classifier.0)
+  // mobilenet_v2 from TF/Keras: the stride-2 3x3 convs pad like TF 'SAME' (zero-pad right
+  // and bottom by 1 for even sizes, then padding 0) instead of torchvision's symmetric 1.
+  bool tf_same_padding = false;
   HeadOptions head;
 };
 
-class ClassifierImpl : public torch::nn::Module {
+class Trunk;
+
+class ClassifierImpl : public torch::nn::Module, public NormSlotOwner {
  public:
   explicit ClassifierImpl(const ModelOptions& options);
   // x: (N, C, H, W) float -> logits (N, num_classes)
@@ -46,11 +67,20 @@ class ClassifierImpl : public torch::nn::Module {
   int64_t feature_dim() const { return feature_dim_; }
   const ModelOptions& options() const { return options_; }
 
+  // Also sets the mode of `head` when it is not registered under "head" (resnet's "fc").
+  void train(bool on = true) override;
+  // Norm layers the trunk calls directly (resnet's stem "bn1"), for recalibrate_batchnorm.
+  std::vector<torch::nn::AnyModule*> norm_slots() override;
+
+  // The "features" Sequential of small_cnn, mlp and mobilenet_v2; null for resnets.
   torch::nn::Sequential features{nullptr};
+  // The head: registered as "head", or for kind "torchvision" the "classifier" Sequential
+  // (mobilenet_v2) or an unregistered Sequential holding the registered "fc" (resnet).
   torch::nn::Sequential head{nullptr};
 
  private:
   ModelOptions options_;
+  std::shared_ptr<Trunk> trunk_;
   bool pool_ = true;
   int64_t feature_dim_ = 0;
 };

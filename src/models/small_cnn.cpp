@@ -4,6 +4,8 @@
 // The conv has no bias because every norm but "none" is followed by its own shift.
 #include "models/backbone.h"
 
+#include <string>
+
 namespace normlab::models {
 namespace {
 
@@ -12,7 +14,7 @@ int64_t block_stride(int64_t i) { return (i == 1 || i == 2) ? 2 : 1; }
 
 }  // namespace
 
-Backbone build_small_cnn(const ModelOptions& options) {
+Backbone build_small_cnn(const ModelOptions& options, NormFactory& norms) {
   Backbone out;
   out.features = torch::nn::Sequential();
   int64_t in = options.in_channels;
@@ -22,8 +24,9 @@ Backbone build_small_cnn(const ModelOptions& options) {
                                       .stride(block_stride(i))
                                       .padding(1)
                                       .bias(false)),  // features.i.0
-                nn::make_norm(options.norm, c, nn::NormInput::kMap, options.norm_options),  // .1
-                torch::nn::ReLU());                                                         // .2
+                norms.make("features." + std::to_string(i) + ".1", options.norm, c,
+                           nn::NormInput::kMap),  // .1
+                torch::nn::ReLU());               // .2
     out.features->push_back(block);
     in = c;
   }

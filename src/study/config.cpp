@@ -33,8 +33,13 @@ const char* kDefaults = R"json({
     "depth": 4,
     "bn_momentum": 0.1,
     "bn_eps": 1e-5,
+    "width_mult": 1.0,
+    "dropout": 0.2,
+    "tf_same_padding": false,
+    "norm_overrides": {},
     "weights": "",
     "weights_skip": [],
+    "recalibrate_bn": false,
     "head": { "kind": "mlp", "hidden": 256, "norm": "bn", "dropout": 0.2 }
   },
   "train": {
@@ -138,7 +143,14 @@ void merge_at(Json& base, const Json& overlay, const std::string& prefix, const 
     }
     const Json& def = schema.at(item.key());
     check_type(def, item.value(), key, where);
-    if (def.is_object()) {
+    if (def.is_object() && def.empty()) {
+      // An open table (e.g. model.norm_overrides): user-chosen keys, string values.
+      for (const auto& entry : item.value().items()) {
+        require(entry.value().is_string(), where + ": key '" + key + "." + entry.key() + "'",
+                std::string("expected a string, got ") + type_name(entry.value()));
+      }
+      base[item.key()] = item.value();
+    } else if (def.is_object()) {
       merge_at(base[item.key()], item.value(), key, where, def);
     } else {
       base[item.key()] = item.value();

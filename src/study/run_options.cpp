@@ -115,13 +115,22 @@ RunOptions run_options(const Json& c, const std::string& where) {
   m.depth = positive(c, "model.depth", where);
   m.norm_options.momentum = in_range(c, "model.bn_momentum", where, 0.0, 1.0, "in [0, 1]");
   m.norm_options.eps = in_range(c, "model.bn_eps", where, 0.0, 1.0, "in [0, 1]");
-  m.head.kind = one_of(c, "model.head.kind", where, {"mlp", "linear"});
+  m.width_mult = in_range(c, "model.width_mult", where, 0.01, 10.0, "in [0.01, 10]");
+  m.dropout = in_range(c, "model.dropout", where, 0.0, 0.99, "in [0, 0.99]");
+  m.tf_same_padding = get<bool>(c, "model.tf_same_padding");
+  for (const auto& item : config_at(c, "model.norm_overrides").items()) {
+    std::string norm = item.value().get<std::string>();
+    check_norm(norm, where, "model.norm_overrides." + item.key());
+    m.norm_overrides.emplace_back(item.key(), norm);
+  }
+  m.head.kind = one_of(c, "model.head.kind", where, {"mlp", "linear", "torchvision"});
   m.head.hidden = positive(c, "model.head.hidden", where);
   m.head.norm = get<std::string>(c, "model.head.norm");
   check_norm(m.head.norm, where, "model.head.norm");
   m.head.dropout = in_range(c, "model.head.dropout", where, 0.0, 0.99, "in [0, 0.99]");
   o.weights = get<std::string>(c, "model.weights");
   o.weights_skip = get<std::vector<std::string>>(c, "model.weights_skip");
+  o.recalibrate_bn = get<bool>(c, "model.recalibrate_bn");
 
   // train
   train::TrainOptions& t = o.train;

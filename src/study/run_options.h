@@ -46,6 +46,7 @@ struct RunOptions {
   models::ModelOptions model;  // in_channels / input_hw / num_classes filled from the data
   std::string weights;
   std::vector<std::string> weights_skip;
+  bool recalibrate_bn = false;  // rewrite BN statistics from the training data after loading
   train::TrainOptions train;
   ProbeSlice probe;
 };

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "data/registry.h"
+#include "models/recalibrate.h"
 #include "probe/grad_norms.h"
 #include "probe/landscape.h"
 #include "store/store.h"
@@ -58,14 +59,15 @@ RunData load_run_data(const DataSlice& d) {
   return out;
 }
 
-data::BatcherOptions batcher_options(const DataSlice& d, torch::Device device, bool training) {
+data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch::Device device,
+                                     bool training) {
   data::BatcherOptions b;
   b.batch_size = training ? d.batch_size : d.eval_batch_size;
   b.shuffle = training;
   b.drop_last = false;
   if (training) b.augment = d.augment;
   b.resize = d.resize;
-  auto preset = data::normalize_preset(d.normalize);
+  auto preset = data::normalize_preset(d.normalize, channels);
   b.mean = preset.mean;
   b.stddev = preset.stddev;
   b.device = device;
@@ -112,6 +114,22 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
   mo.num_classes = rd.train.num_classes;
   models::Classifier model = models::build_model(mo);
   if (!o.weights.empty()) load_weights(*model, o.weights, o.weights_skip, options.out_dir);
+  const int64_t channels = rd.train.images.size(1);
+  model->to(device);
+  if (o.recalibrate_bn) {
+    // BN-folded imports (e.g. TFLite) carry placeholder statistics; measure the real ones on
+    // unaugmented training batches before any BN layer runs in train mode.
+    data::Batcher calib(rd.train, batcher_options(o.data, channels, device, false), o.seed);
+    calib.start_epoch(0);
+    data::Batch b;
+    auto report = models::recalibrate_batchnorm(*model, [&](torch::Tensor& x) {
+      if (!calib.next(b)) return false;
+      x = b.x;
+      return true;
+    });
+    log::info(run.name, ": recalibrated ", report.layers, " BatchNorm layers on ", report.samples,
+              " images");
+  }
 
   o.train.label = run.name;
   o.train.progress = options.progress;
@@ -119,9 +137,9 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
   probe::GradNormProbe grad_probe;
   if (o.probe.grad_norms) trainer.add_observer(&grad_probe);
 
-  data::Batcher train_batches(rd.train, batcher_options(o.data, device, true), o.seed);
+  data::Batcher train_batches(rd.train, batcher_options(o.data, channels, device, true), o.seed);
   data::Batcher val_batches(rd.val.size() > 0 ? rd.val : rd.train,
-                            batcher_options(o.data, device, false), o.seed);
+                            batcher_options(o.data, channels, device, false), o.seed);
   std::string dir = run_dir(options.out_dir, record.config_hash);
   fs::create_directories(dir);
   std::string ckpt = dir + "/checkpoint.pt";
@@ -148,7 +166,8 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
     if (last) {
       db.put_artifact(record.id, "confusion", confusion_json(val, rd.train.class_names));
       if (rd.test.size() > 0) {
-        data::Batcher test_batches(rd.test, batcher_options(o.data, device, false), o.seed);
+        data::Batcher test_batches(rd.test, batcher_options(o.data, channels, device, false),
+                                   o.seed);
         train::EvalResult test = trainer.evaluate(test_batches, "test", epoch);
         record_eval(rec, test, epoch);
         db.put_artifact(record.id, "confusion_test", confusion_json(test, rd.train.class_names));
@@ -178,7 +197,7 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
       log::info(run.name, " epoch ", epoch + 1, "/", o.train.epochs, ": ", summary);
     }
   }
-  save_final_weights(*trainer.model(), dir + "/model.pt");
+  save_final_weights(*trainer.model(), dir + "/model.safetensors");
 }
 
 }  // namespace

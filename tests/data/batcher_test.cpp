@@ -300,9 +300,13 @@ TEST(NormalizePreset, KnownValuesAndErrors) {
   EXPECT_TRUE(normalize_preset("none").mean.empty());
   for (const auto& name : normalize_preset_names()) EXPECT_NO_THROW(normalize_preset(name));
   expect_error([&] { normalize_preset("cifar10"); },
-               {"'cifar10'", "cifar, imagenet, mnist, fashion-mnist, minus-one-one, none"});
+               {"'cifar10'", "cifar, imagenet, mnist, fashion-mnist, minus-one-one, tf-128, none"});
   // Channel-aware overload.
   EXPECT_EQ(normalize_preset("minus-one-one", 3).mean, (std::vector<double>{0.5, 0.5, 0.5}));
+  // (pixel - 128) / 128 as TFLite MobileNets expect: pixel 0 -> -1, pixel 255 -> 127/128.
+  auto tf = normalize_preset("tf-128", 3);
+  EXPECT_NEAR((0.0 - tf.mean[2]) / tf.stddev[2], -1.0, 1e-12);
+  EXPECT_NEAR((1.0 - tf.mean[0]) / tf.stddev[0], 127.0 / 128.0, 1e-12);
   EXPECT_EQ(normalize_preset("cifar", 3).mean.size(), 3u);
   EXPECT_TRUE(normalize_preset("none", 3).mean.empty());
   expect_error([&] { normalize_preset("mnist", 3); }, {"'mnist'", "1-channel"});

@@ -30,13 +30,15 @@ ModelOptions tiny(const std::string& backbone, const std::string& norm) {
   o.norm = norm;
   o.width = 4;
   o.depth = 3;
+  o.width_mult = 0.25;  // mobilenet_v2: 8..80 channels, 1280 last
   o.head.hidden = 6;
   o.head.norm = norm == "in" ? "bn" : norm;  // heads see vectors, where "in" is refused
   return o;
 }
 
 bool refused_for_backbone(const std::string& backbone, const std::string& norm) {
-  return (backbone == "mlp" && norm == "in") || (backbone == "small_cnn" && norm == "frn:mean");
+  // Only mlp sees vectors; every other backbone has feature maps.
+  return (backbone == "mlp" && norm == "in") || (backbone != "mlp" && norm == "frn:mean");
 }
 
 std::string error_text(const ModelOptions& o) {
@@ -54,7 +56,9 @@ const T* child_as(const torch::nn::Sequential& seq, size_t i) {
 }
 
 TEST(Backbones, Listed) {
-  EXPECT_EQ(backbone_names(), (std::vector<std::string>{"small_cnn", "mlp"}));
+  EXPECT_EQ(backbone_names(),
+            (std::vector<std::string>{"small_cnn", "mlp", "mobilenet_v2", "resnet18", "resnet50",
+                                      "resnet18_cifar", "resnet50_cifar"}));
 }
 
 TEST(Classifier, EveryBackboneWithEveryNormRunsInTrainAndEval) {
@@ -68,14 +72,20 @@ TEST(Classifier, EveryBackboneWithEveryNormRunsInTrainAndEval) {
         continue;
       }
       Classifier model = build_model(o);
-      auto x = torch::randn({3, 1, 12, 12});  // (N, C, H, W)
+      // (N, C, H, W); mlp flattens input_hw x input_hw, conv backbones take 8x8 (fast; the
+      // ImageNet resnets reach 1x1 at layer3, where "in" still runs).
+      const int64_t hw = backbone == "mlp" ? 12 : 8;
+      auto x = torch::randn({2, 1, hw, hw});
       for (bool train : {true, false}) {
         model->train(train);
         auto logits = model->forward(x);
-        EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{3, 5}));
+        EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 5}));
         EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
-        EXPECT_EQ(model->embed(x).sizes(), (std::vector<int64_t>{3, model->feature_dim()}));
+        EXPECT_EQ(model->embed(x).sizes(), (std::vector<int64_t>{2, model->feature_dim()}));
       }
+      // Gradients reach every parameter. Skipped for the 11-25M-parameter resnets, where
+      // allocating the gradients costs more than the rest of this test together.
+      if (backbone.rfind("resnet", 0) == 0) continue;
       model->train();
       model->forward(x).sum().backward();
       for (const auto& p : model->named_parameters()) {
@@ -234,7 +244,7 @@ TEST(Classifier, ErrorsNameTheBadValue) {
   o.head.kind = "transformer";
   msg = error_text(o);
   EXPECT_NE(msg.find("transformer"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("linear, mlp"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("linear, mlp, torchvision"), std::string::npos) << msg;
 
   auto expect_error_on = [](const std::string& key, auto mutate) {
     ModelOptions bad;
@@ -251,6 +261,9 @@ TEST(Classifier, ErrorsNameTheBadValue) {
   expect_error_on("in_channels", [](ModelOptions& m) { m.in_channels = 0; });
   expect_error_on("input_hw", [](ModelOptions& m) { m.input_hw = -1; });
   expect_error_on("num_classes", [](ModelOptions& m) { m.num_classes = 0; });
+  expect_error_on("width_mult", [](ModelOptions& m) { m.width_mult = 0.0; });
+  expect_error_on("dropout", [](ModelOptions& m) { m.dropout = 1.0; });
+  expect_error_on("'torchvision'", [](ModelOptions& m) { m.head.kind = "torchvision"; });
   expect_error_on("head.hidden", [](ModelOptions& m) { m.head.hidden = 0; });
   expect_error_on("head.dropout", [](ModelOptions& m) { m.head.dropout = 1.0; });
   expect_error_on("'xn'", [](ModelOptions& m) { m.norm = "xn"; });

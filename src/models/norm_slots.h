@@ -1,0 +1,54 @@
+// Norm slots: every place a backbone or head puts a normalization layer. Slots are named by
+// their module path ("layer1.0.bn2", "features.3.conv.1.1", "head.1"); a NormFactory builds
+// each slot with the model's norm unless a per-slot override names it (DESIGN.md: XBNBlock-P2
+// is {"layer*.*.bn2", "gn:16"}, GroupNorm in the second slot of every bottleneck).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/norm.h"
+
+namespace normlab::models {
+
+// True when `pattern` matches `path` or a prefix of it ending at a '.'. Components are split
+// on '.'; within a component '*' matches any run of characters, so "*" is any one component
+// and "layer*" is "layer1", "layer2", ... ("layer*.*.bn2" matches "layer3.5.bn2"). This is
+// train::pattern_matches plus in-component globs (models/ may not depend on train/).
+bool path_matches(const std::string& pattern, const std::string& path);
+
+// Builds norm layers slot by slot, applying overrides (pattern -> norm spec). When several
+// overrides match a slot, the last one wins (later entries refine earlier ones).
+class NormFactory {
+ public:
+  NormFactory(std::vector<std::pair<std::string, std::string>> overrides, nn::NormOptions options);
+
+  // The layer for the slot at `path`: the last matching override's spec, else `spec`.
+  // Throws Error (from nn::make_norm) for invalid combinations.
+  torch::nn::AnyModule make(const std::string& path, const std::string& spec, int64_t channels,
+                            nn::NormInput input);
+
+  // Throws Error naming the first override that matched no slot, listing a few slot paths.
+  void check_every_override_used() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> overrides_;
+  std::vector<bool> used_;
+  nn::NormOptions options_;
+  std::vector<std::string> slots_;  // every path asked for, for the error hint
+};
+
+// A module that calls norm layers held as AnyModule members (not through a Sequential)
+// exposes those members, so that tools such as recalibrate_batchnorm can wrap a slot for
+// one pass and put it back.
+class NormSlotOwner {
+ public:
+  virtual ~NormSlotOwner() = default;
+  virtual std::vector<torch::nn::AnyModule*> norm_slots() = 0;
+};
+
+}  // namespace normlab::models
