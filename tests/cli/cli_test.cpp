@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "core/files.h"
+#include "models/model.h"
+#include "study/weights.h"
 
 namespace {
 
@@ -61,6 +63,35 @@ TEST(Cli, QuickstartSmokeRunsAndWritesReport) {
   EXPECT_EQ(again.code, 0) << again.output;
   EXPECT_NE(again.output.find("0 runs trained, 7 already complete"), std::string::npos)
       << again.output;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, S0SmokeFineTunesFromAWeightsFile) {
+  auto dir = temp_dir("s0");
+  // torchvision-layout MobileNetV2 weights (width 0.25, ImageNet-style 1000-class classifier).
+  normlab::models::ModelOptions mo;
+  mo.backbone = "mobilenet_v2";
+  mo.width_mult = 0.25;
+  mo.in_channels = 3;
+  mo.num_classes = 1000;
+  mo.head.kind = "torchvision";
+  auto model = normlab::models::build_model(mo);
+  std::string weights = (dir / "mnv2.safetensors").string();
+  normlab::study::save_final_weights(*model, weights);
+
+  std::string spec = source("studies/s0_norm_heads.toml");
+  Result r =
+      run("study run " + spec + " --smoke --quiet --threads 1 --set model.weights=" + weights +
+          " --set model.head.norm=frn --out " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("2 runs"), std::string::npos) << r.output;
+
+  // Without skipping torchvision's classifier the file does not fit the S0 model.
+  Result bad =
+      run("study run " + spec + " --smoke --quiet --threads 1 --set model.weights=" + weights +
+          " --set model.weights_skip=[\\\"head\\\"] --out " + (dir / "bad").string());
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("unexpected: classifier.1.weight"), std::string::npos) << bad.output;
   fs::remove_all(dir);
 }
 
