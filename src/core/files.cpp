@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -100,7 +101,44 @@ constexpr std::array<uint32_t, 64> kSha256K = {
 
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-void sha256_block(std::array<uint32_t, 8>& h, const uint8_t* block) {
+}  // namespace
+
+void Sha256::update(const void* data, size_t size) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  total_bytes_ += size;
+  while (size > 0) {
+    const size_t take = std::min(size, sizeof block_ - fill_);
+    std::memcpy(block_ + fill_, p, take);
+    fill_ += take;
+    p += take;
+    size -= take;
+    if (fill_ == sizeof block_) {
+      compress(block_);
+      fill_ = 0;
+    }
+  }
+}
+
+std::string Sha256::hex() {
+  // Padding: 0x80, zeros up to 56 mod 64, then the message length in bits, big-endian.
+  const uint64_t bits = total_bytes_ * 8;
+  const uint8_t one = 0x80;
+  const uint8_t zero = 0;
+  update(&one, 1);
+  while (fill_ != 56) update(&zero, 1);
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(bits >> (56 - 8 * i));
+  update(len, sizeof len);
+  char buf[9];
+  std::string out;
+  for (uint32_t v : h_) {
+    std::snprintf(buf, sizeof buf, "%08x", v);
+    out += buf;
+  }
+  return out;
+}
+
+void Sha256::compress(const uint8_t* block) {
   uint32_t w[64];
   for (int i = 0; i < 16; ++i) {
     w[i] = (uint32_t(block[4 * i]) << 24) | (uint32_t(block[4 * i + 1]) << 16) |
@@ -111,14 +149,11 @@ void sha256_block(std::array<uint32_t, 8>& h, const uint8_t* block) {
     uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
     w[i] = w[i - 16] + s0 + w[i - 7] + s1;
   }
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+  uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], hh = h_[7];
   for (int i = 0; i < 64; ++i) {
-    uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-    uint32_t ch = (e & f) ^ (~e & g);
-    uint32_t t1 = hh + s1 + ch + kSha256K[i] + w[i];
-    uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-    uint32_t t2 = s0 + maj;
+    uint32_t t1 =
+        hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kSha256K[i] + w[i];
+    uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
     hh = g;
     g = f;
     f = e;
@@ -128,34 +163,13 @@ void sha256_block(std::array<uint32_t, 8>& h, const uint8_t* block) {
     b = a;
     a = t1 + t2;
   }
-  h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+  h_[0] += a, h_[1] += b, h_[2] += c, h_[3] += d, h_[4] += e, h_[5] += f, h_[6] += g, h_[7] += hh;
 }
 
-}  // namespace
-
 std::string sha256_hex(const void* data, size_t size) {
-  // Initial hash values: fractional parts of the square roots of the first 8 primes.
-  std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* p = static_cast<const uint8_t*>(data);
-  size_t full = size / 64;
-  for (size_t i = 0; i < full; ++i) sha256_block(h, p + 64 * i);
-  uint8_t tail[128] = {0};
-  size_t rem = size - full * 64;
-  std::memcpy(tail, p + full * 64, rem);
-  tail[rem] = 0x80;
-  size_t tail_len = rem + 9 <= 64 ? 64 : 128;
-  uint64_t bits = static_cast<uint64_t>(size) * 8;
-  for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
-  sha256_block(h, tail);
-  if (tail_len == 128) sha256_block(h, tail + 64);
-  std::ostringstream os;
-  char buf[9];
-  for (uint32_t v : h) {
-    std::snprintf(buf, sizeof buf, "%08x", v);
-    os << buf;
-  }
-  return os.str();
+  Sha256 sha;
+  sha.update(data, size);
+  return sha.hex();
 }
 
 }  // namespace normlab

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/run_normlab.h"
 #include "core/files.h"
 #include "models/model.h"
 #include "study/weights.h"
@@ -14,28 +15,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code = -1;
-  std::string output;
-};
+using Result = normlab::testing::RunResult;
 
-Result run(const std::string& args) {
-  const char* bin = std::getenv("NORMLAB_BINARY");
-  EXPECT_NE(bin, nullptr) << "NORMLAB_BINARY is set by ctest";
-  std::string cmd = std::string(bin) + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result run(const std::string& args) { return normlab::testing::run_normlab(args); }
 
-std::string source(const std::string& rel) {
-  return std::string(std::getenv("NORMLAB_SOURCE_DIR")) + "/" + rel;
-}
+std::string source(const std::string& rel) { return normlab::testing::source_path(rel); }
 
 fs::path temp_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("normlab_cli_" + name + "_" + std::to_string(getpid()));

@@ -3,6 +3,8 @@
 // input scaling, which is what the options exist for.
 #include <gtest/gtest.h>
 
+#include "cli/run_normlab.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,15 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string capture(const std::string& args, int* code) {
-  std::string cmd = std::string(std::getenv("NORMLAB_BINARY")) + " " + args + " 2>&1";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  auto r = normlab::testing::run_normlab(args);
+  *code = r.code;
+  return r.output;
 }
 
 TEST(PredictSlow, TfliteMobileNetV2ClassifiesRealPhotos) {

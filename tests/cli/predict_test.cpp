@@ -1,6 +1,8 @@
 // `normlab predict` against an in-process forward pass of the same weights and image.
 #include <gtest/gtest.h>
+
 #include <stb/stb_image_write.h>
+#include "cli/run_normlab.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,15 +20,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string capture(const std::string& args, int* code) {
-  std::string cmd = std::string(std::getenv("NORMLAB_BINARY")) + " " + args + " 2>&1";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  auto r = normlab::testing::run_normlab(args);
+  *code = r.code;
+  return r.output;
 }
 
 class PredictTest : public ::testing::Test {

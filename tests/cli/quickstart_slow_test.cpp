@@ -2,6 +2,8 @@
 // the report rendered by headless Chromium, as a user would open it.
 #include <gtest/gtest.h>
 
+#include "cli/run_normlab.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,14 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string capture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  auto r = normlab::testing::run_command(cmd);
+  *code = r.code;
+  return r.output;
 }
 
 TEST(QuickstartSlow, RunsOnFashionMnistAndReportRendersInChromium) {

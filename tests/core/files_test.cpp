@@ -31,6 +31,20 @@ TEST(Sha256, MatchesFips180Vectors) {
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+TEST(Sha256, StreamingInOddChunksMatchesOneShot) {
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += std::to_string(i * 7919) + ",";
+  Sha256 sha;
+  size_t pos = 0, chunk = 1;
+  while (pos < text.size()) {
+    size_t n = std::min(chunk, text.size() - pos);
+    sha.update(text.data() + pos, n);
+    pos += n;
+    chunk = chunk * 3 + 1;  // 1, 4, 13, 40, ... crosses block boundaries unevenly
+  }
+  EXPECT_EQ(sha.hex(), sha256_hex(text));
+}
+
 TEST(WriteFileAtomic, WritesAndReplaces) {
   auto dir = temp_dir("atomic");
   std::string path = (dir / "a.txt").string();
