@@ -111,8 +111,10 @@ std::optional<std::vector<std::string>> find_files(const std::vector<std::string
   std::string problem = "dataset files not found; tried:";
   for (const auto& t : tried) problem += "\n    " + t;
   std::string where = source.path.empty() ? cache_dir(source.name) : source.path;
+  // Every dataset that reaches here has a fetcher (data/fetch): say so first.
   throw Error("dataset '" + source.name + "'", problem,
-              how_to_get + (where.empty() ? "" : "; or put the files in " + where) +
+              "run `normlab data fetch " + source.name + "`, or " + how_to_get +
+                  (where.empty() ? "" : "; or put the files in " + where) +
                   (source.path.empty() ? "" : " or clear the dataset path to use the defaults"));
 }
 

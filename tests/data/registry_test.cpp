@@ -105,9 +105,10 @@ TEST(Registry, MissingDatasetListsEveryPathTriedAndHowToGetIt) {
   }
   source.name = "mnist";
   if (std::filesystem::exists("/usr/share/datasets/mnist")) return;
-  expect_error([&] { load_dataset(source); },
-               {"/usr/share/datasets/mnist (missing",
-                dir.path() + "/normlab/datasets/mnist (missing", "t10k-labels-idx1-ubyte[.gz]"});
+  expect_error(
+      [&] { load_dataset(source); },
+      {"/usr/share/datasets/mnist (missing", dir.path() + "/normlab/datasets/mnist (missing",
+       "t10k-labels-idx1-ubyte[.gz]", "normlab data fetch mnist"});
 }
 
 TEST(Registry, FindsDatasetInXdgCache) {
