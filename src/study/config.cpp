@@ -40,6 +40,7 @@ const char* kDefaults = R"json({
     "weights": "",
     "weights_skip": [],
     "recalibrate_bn": false,
+    "recalibrate_batches": 20,
     "head": { "kind": "mlp", "hidden": 256, "norm": "bn", "dropout": 0.2 }
   },
   "train": {

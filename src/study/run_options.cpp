@@ -131,6 +131,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
   o.weights = get<std::string>(c, "model.weights");
   o.weights_skip = get<std::vector<std::string>>(c, "model.weights_skip");
   o.recalibrate_bn = get<bool>(c, "model.recalibrate_bn");
+  o.recalibrate_batches = positive(c, "model.recalibrate_batches", where);
 
   // train
   train::TrainOptions& t = o.train;

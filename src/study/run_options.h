@@ -46,7 +46,8 @@ struct RunOptions {
   models::ModelOptions model;  // in_channels / input_hw / num_classes filled from the data
   std::string weights;
   std::vector<std::string> weights_skip;
-  bool recalibrate_bn = false;  // rewrite BN statistics from the training data after loading
+  bool recalibrate_bn = false;       // rewrite BN statistics from the training data after loading
+  int64_t recalibrate_batches = 20;  // evaluation batches measured for that
   train::TrainOptions train;
   ProbeSlice probe;
 };

@@ -116,14 +116,18 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
   if (!o.weights.empty()) load_weights(*model, o.weights, o.weights_skip, options.out_dir);
   const int64_t channels = rd.train.images.size(1);
   model->to(device);
-  if (o.recalibrate_bn) {
+  std::string dir = run_dir(options.out_dir, record.config_hash);
+  std::string ckpt = dir + "/checkpoint.pt";
+  const bool resuming = db.epochs_done(record.id) > 0 && fs::exists(ckpt);
+  if (o.recalibrate_bn && !resuming) {  // a checkpoint already holds recalibrated statistics
     // BN-folded imports (e.g. TFLite) carry placeholder statistics; measure the real ones on
     // unaugmented training batches before any BN layer runs in train mode.
     data::Batcher calib(rd.train, batcher_options(o.data, channels, device, false), o.seed);
     calib.start_epoch(0);
     data::Batch b;
+    int64_t batches = 0;
     auto report = models::recalibrate_batchnorm(*model, [&](torch::Tensor& x) {
-      if (!calib.next(b)) return false;
+      if (batches++ >= o.recalibrate_batches || !calib.next(b)) return false;
       x = b.x;
       return true;
     });
@@ -140,13 +144,10 @@ void execute_run(const RunPlan& run, const store::RunRecord& record, store::Stor
   data::Batcher train_batches(rd.train, batcher_options(o.data, channels, device, true), o.seed);
   data::Batcher val_batches(rd.val.size() > 0 ? rd.val : rd.train,
                             batcher_options(o.data, channels, device, false), o.seed);
-  std::string dir = run_dir(options.out_dir, record.config_hash);
   fs::create_directories(dir);
-  std::string ckpt = dir + "/checkpoint.pt";
 
   int64_t start_epoch = 0;
-  int64_t done = db.epochs_done(record.id);
-  if (done > 0 && fs::exists(ckpt)) {
+  if (resuming) {
     start_epoch = trainer.load_checkpoint(ckpt);
     log::info("resuming ", run.name, " after epoch ", start_epoch);
   }

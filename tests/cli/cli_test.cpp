@@ -66,9 +66,14 @@ TEST(Cli, S0SmokeFineTunesFromAWeightsFile) {
   std::string spec = source("studies/s0_norm_heads.toml");
   Result r =
       run("study run " + spec + " --smoke --quiet --threads 1 --set model.weights=" + weights +
-          " --set model.head.norm=frn --out " + dir.string());
+          " --set model.head.norm=frn --set model.recalibrate_bn=true"
+          " --set model.recalibrate_batches=2 --set train.eval_batch_size=16 --out " +
+          dir.string());
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("2 runs"), std::string::npos) << r.output;
+  // BN statistics measured on exactly 2 evaluation batches of 16 images, once per run.
+  EXPECT_NE(r.output.find("recalibrated 52 BatchNorm layers on 32 images"), std::string::npos)
+      << r.output;
 
   // Without skipping torchvision's classifier the file does not fit the S0 model.
   Result bad =
