@@ -9,42 +9,43 @@
 #include <string>
 #include <vector>
 
+#include "data/augment.h"
 #include "data/dataset.h"
 
 namespace normlab::data {
-
-struct AugmentOptions {
-  bool hflip = false;        // random horizontal flip with p = 0.5
-  int64_t crop_padding = 0;  // padded random crop back to the input size (zero padding)
-};
 
 struct BatcherOptions {
   int64_t batch_size = 64;
   bool shuffle = true;
   bool drop_last = false;
   AugmentOptions augment;
-  int64_t resize = 0;        // > 0: bilinear resize to resize x resize after augmentation
+  int64_t resize = 0;        // > 0: bilinear resize to resize x resize (fused into the affine warp)
   std::vector<double> mean;  // per channel, in [0,1] pixel units; empty = no normalisation
   std::vector<double> stddev;
   torch::Device device = torch::kCPU;
 };
 
 struct Batch {
-  torch::Tensor x;  // (B, C, H', W') float32 on options.device
-  torch::Tensor y;  // (B) int64 on options.device
+  torch::Tensor x;    // (B, C, H', W') float32 on options.device
+  torch::Tensor y;    // (B) int64 on options.device
+  torch::Tensor y2;   // (B) int64 partner labels, undefined when no mixing
+  torch::Tensor lam;  // (B) float32 weight of y, undefined when no mixing; the loss is
+                      // lam * CE(y) + (1 - lam) * CE(y2)
 };
 
 class Batcher {
  public:
   // The dataset is copied to options.device once. Throws Error if mean/stddev do not match
-  // the channel count.
+  // the channel count or an augmentation option is out of range.
   Batcher(const Dataset& dataset, BatcherOptions options, uint64_t seed);
 
   int64_t batches_per_epoch() const;
   int64_t size() const { return dataset_.size(); }
 
   // Starts epoch `epoch`: the permutation and augmentation draws are a pure function of
-  // (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+  // (seed, epoch), so a resumed run sees the same batches as an uninterrupted one. All draws
+  // come from gen_ in a fixed order: the epoch's permutation, then per batch flip, crop,
+  // affine, mixing (see augment.h), each only when on.
   void start_epoch(int64_t epoch);
   // Fills `batch` with the next batch; returns false at the end of the epoch.
   bool next(Batch& batch);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <set>
 
 #include "../io/test_files.h"
@@ -277,6 +278,260 @@ TEST(Batcher, ResizeIsBilinearWithoutAlignCorners) {
                                                                 .mode(torch::kBilinear)
                                                                 .align_corners(false));
   EXPECT_TRUE(torch::allclose(batch.x, expected, 1e-6, 1e-6));
+}
+
+TEST(Batcher, NearIdentityAffineMatchesThePlainPathWithAndWithoutResize) {
+  // rotate 1e-9 degrees keeps the affine path on while its draws are the identity up to
+  // float rounding, so the fused warp must reproduce the plain (interpolate) path.
+  auto ds = random_dataset(6, 3, 8);
+  for (int64_t resize : {0, 12, 5}) {
+    auto plain = plain_options(6);
+    plain.resize = resize;
+    plain.mean = {0.5, 0.4, 0.3};
+    plain.stddev = {0.2, 0.25, 0.3};
+    auto affine = plain;
+    affine.augment.rotate = 1e-9;
+    Batcher a(ds, plain, 0);
+    Batcher b(ds, affine, 0);
+    auto pa = epoch_batches(a, 0).at(0);
+    auto pb = epoch_batches(b, 0).at(0);
+    EXPECT_EQ(pa.x.sizes(), pb.x.sizes());
+    EXPECT_TRUE(torch::allclose(pa.x, pb.x, 1e-5, 1e-5)) << "resize " << resize;
+  }
+}
+
+// n images 1 x 15 x 15, zero except one bright pixel at offset (dy, dx) from the centre (7, 7).
+Dataset bright_pixel_dataset(int64_t n, int64_t dy, int64_t dx) {
+  Dataset ds;
+  ds.name = "bright-pixel";
+  ds.images = torch::zeros({n, 1, 15, 15}, torch::kUInt8);
+  ds.images.select(2, 7 + dy).select(2, 7 + dx).fill_(255);
+  ds.labels = torch::zeros({n}, torch::kInt64);
+  ds.num_classes = 1;
+  ds.class_names = {"dot"};
+  return ds;
+}
+
+// Centroid offset from the centre of each (1, 15, 15) image of x: (B, 2) as (y, x) pixels.
+torch::Tensor centroids(const torch::Tensor& x) {
+  auto coords = torch::arange(15, torch::kFloat32) - 7;
+  auto mass = x.sum({1, 2, 3});
+  auto cy = (x.sum({1, 3}) * coords).sum(1) / mass;
+  auto cx = (x.sum({1, 2}) * coords).sum(1) / mass;
+  return torch::stack({cy, cx}, 1);
+}
+
+TEST(Batcher, AffineDrawsArePerSampleAndStayInTheirRanges) {
+  const int64_t n = 64;
+  auto run = [&](const Dataset& ds, void (*set)(AugmentOptions&)) {
+    auto options = plain_options(n);
+    set(options.augment);
+    Batcher batcher(ds, options, 11);
+    return epoch_batches(batcher, 0).at(0).x;
+  };
+  {
+    // Shift 0.2 of 15 pixels: the centroid of a bilinear-shifted point moves exactly by the
+    // shift, up to 3 pixels each way, and the draws differ per sample and per axis.
+    auto c =
+        centroids(run(bright_pixel_dataset(n, 0, 0), [](AugmentOptions& a) { a.shift = 0.2; }));
+    EXPECT_LE(c.abs().max().item<float>(), 3.0f + 1e-4f);
+    EXPECT_GT(c.select(1, 0).max().item<float>(), 1.5f);
+    EXPECT_LT(c.select(1, 1).min().item<float>(), -1.5f);
+    EXPECT_FALSE(torch::allclose(c.select(1, 0), c.select(1, 1)));
+  }
+  {
+    // Rotation up to 20 degrees of a point 5 pixels right of the centre: the point stays at
+    // radius ~5 and turns by at most ~20 degrees either way (bilinear blurs it slightly).
+    auto c =
+        centroids(run(bright_pixel_dataset(n, 0, 5), [](AugmentOptions& a) { a.rotate = 20; }));
+    auto degrees = torch::atan2(-c.select(1, 0), c.select(1, 1)) * (180.0 / M_PI);  // ccw
+    auto radius = c.norm(2, 1);
+    EXPECT_LE(degrees.abs().max().item<float>(), 21.0f);
+    EXPECT_GT(degrees.max().item<float>(), 10.0f);
+    EXPECT_LT(degrees.min().item<float>(), -10.0f);
+    EXPECT_NEAR(radius.mean().item<float>(), 5.0f, 0.2f);
+  }
+  {
+    // Zoom 0.2: the sampling scale is in [0.8, 1.2], so a point at radius 4 lands at radius
+    // 4 / scale in [3.33, 5]; the centroid of a bilinear-resampled point is off by up to
+    // ~0.2 pixel when the grid is scaled (e.g. 3.25 for scale 1.2).
+    auto c = centroids(run(bright_pixel_dataset(n, 0, 4), [](AugmentOptions& a) { a.zoom = 0.2; }));
+    auto radius = c.select(1, 1);
+    EXPECT_TRUE(torch::allclose(c.select(1, 0), torch::zeros({n}), 0, 1e-4));
+    EXPECT_GE(radius.min().item<float>(), 4.0f / 1.2f - 0.25f);
+    EXPECT_LE(radius.max().item<float>(), 4.0f / 0.8f + 0.25f);
+    EXPECT_GT(radius.max().item<float>() - radius.min().item<float>(), 1.0f);
+  }
+}
+
+TEST(Batcher, FullAugmentationIsAPureFunctionOfSeedAndEpoch) {
+  auto ds = random_dataset(40, 3, 8);
+  BatcherOptions options;
+  options.batch_size = 16;
+  options.resize = 10;
+  options.augment.hflip = true;
+  options.augment.crop_padding = 1;
+  options.augment.rotate = 20;
+  options.augment.zoom = 0.1;
+  options.augment.shift = 0.1;
+  options.augment.mixup = 0.4;
+  options.augment.cutmix = 1.0;
+  options.mean = {0.5, 0.4, 0.3};
+  options.stddev = {0.2, 0.25, 0.3};
+  Batcher a(ds, options, 42);
+  Batcher b(ds, options, 42);
+  auto a0 = epoch_batches(a, 0);
+  epoch_batches(a, 1);
+  auto a2 = epoch_batches(a, 2);
+  auto b2 = epoch_batches(b, 2);  // straight to epoch 2, as a resumed run
+  ASSERT_EQ(a2.size(), 3u);
+  ASSERT_EQ(b2.size(), 3u);
+  for (size_t i = 0; i < a2.size(); ++i) {
+    EXPECT_EQ(a2[i].x.sizes(), torch::IntArrayRef({a2[i].y.size(0), 3, 10, 10}));
+    EXPECT_TRUE(torch::equal(a2[i].x, b2[i].x)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(a2[i].y, b2[i].y)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(a2[i].y2, b2[i].y2)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(a2[i].lam, b2[i].lam)) << "batch " << i;
+  }
+  EXPECT_FALSE(torch::equal(a0[0].x, a2[0].x));
+  EXPECT_FALSE(torch::equal(a0[0].lam, a2[0].lam));
+  // Without shuffling the order repeats, but every draw still changes with the epoch.
+  options.shuffle = false;
+  Batcher c(ds, options, 42);
+  auto c0 = epoch_batches(c, 0);
+  auto c1 = epoch_batches(c, 1);
+  EXPECT_TRUE(torch::equal(c0[0].y, c1[0].y));
+  EXPECT_FALSE(torch::equal(c0[0].x, c1[0].x));
+  EXPECT_FALSE(torch::equal(c0[0].y2, c1[0].y2));
+}
+
+// The normalised image of sample `id`, as the batcher makes it without augmentation.
+torch::Tensor normalised_image(const Dataset& ds, int64_t id, const BatcherOptions& o) {
+  auto mean = torch::tensor(o.mean, torch::kFloat32).view({-1, 1, 1});
+  auto stddev = torch::tensor(o.stddev, torch::kFloat32).view({-1, 1, 1});
+  return (source_image(ds, id) - mean) / stddev;
+}
+
+TEST(Batcher, MixupBlendsEachSampleWithItsPartner) {
+  auto ds = random_dataset(24, 3, 5);
+  auto options = plain_options(12);
+  options.shuffle = true;
+  options.augment.mixup = 0.4;
+  options.mean = {0.5, 0.4, 0.3};
+  options.stddev = {0.2, 0.25, 0.3};
+  Batcher batcher(ds, options, 8);
+  for (const auto& batch : epoch_batches(batcher, 0)) {
+    ASSERT_TRUE(batch.y2.defined() && batch.lam.defined());
+    EXPECT_EQ(batch.y2.scalar_type(), torch::kInt64);
+    EXPECT_EQ(batch.lam.scalar_type(), torch::kFloat32);
+    EXPECT_EQ(batch.lam.sizes(), torch::IntArrayRef({12}));
+    // The partners are a permutation of the batch.
+    EXPECT_TRUE(torch::equal(std::get<0>(batch.y2.sort()), std::get<0>(batch.y.sort())));
+    EXPECT_GT(batch.lam.max().item<float>() - batch.lam.min().item<float>(), 0.1f);
+    for (int64_t i = 0; i < 12; ++i) {
+      const float lam = batch.lam[i].item<float>();
+      EXPECT_GE(lam, 0.0f);
+      EXPECT_LE(lam, 1.0f);
+      auto expected = lam * normalised_image(ds, batch.y[i].item<int64_t>(), options) +
+                      (1 - lam) * normalised_image(ds, batch.y2[i].item<int64_t>(), options);
+      EXPECT_TRUE(torch::allclose(batch.x[i], expected, 1e-5, 1e-5)) << "sample " << i;
+    }
+  }
+}
+
+// The pixels of sample i that come from its partner: a (H, W) bool mask. Every pixel must
+// come from the sample itself or its partner.
+torch::Tensor pasted_mask(const Batch& batch, int64_t i, const Dataset& ds) {
+  auto out = batch.x[i];
+  auto own = (out == source_image(ds, batch.y[i].item<int64_t>())).all(0);
+  auto other = (out == source_image(ds, batch.y2[i].item<int64_t>())).all(0);
+  EXPECT_TRUE((own | other).all().item<bool>()) << "sample " << i;
+  return other & ~own;
+}
+
+TEST(Batcher, CutmixPastesABoxFromThePartnerAndLamIsTheKeptArea) {
+  auto ds = random_dataset(32, 3, 12);
+  auto options = plain_options(32);
+  options.shuffle = true;
+  options.augment.cutmix = 1.0;
+  Batcher batcher(ds, options, 3);
+  int64_t checked = 0, clipped = 0;
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    auto batch = epoch_batches(batcher, epoch).at(0);
+    for (int64_t i = 0; i < 32; ++i) {
+      if (batch.y[i].item<int64_t>() == batch.y2[i].item<int64_t>()) continue;  // own partner
+      auto mask = pasted_mask(batch, i, ds);
+      const int64_t area = mask.sum().item<int64_t>();
+      EXPECT_NEAR(batch.lam[i].item<float>(), 1.0 - static_cast<double>(area) / 144.0, 1e-6)
+          << "sample " << i;
+      if (area == 0) continue;
+      // The pasted pixels fill their bounding box: a rectangle.
+      auto rows = mask.any(1).nonzero().flatten();
+      auto cols = mask.any(0).nonzero().flatten();
+      const int64_t y1 = rows.min().item<int64_t>(), y2 = rows.max().item<int64_t>() + 1;
+      const int64_t x1 = cols.min().item<int64_t>(), x2 = cols.max().item<int64_t>() + 1;
+      EXPECT_EQ(area, (y2 - y1) * (x2 - x1)) << "sample " << i;
+      clipped += (y1 == 0 || x1 == 0 || y2 == 12 || x2 == 12) ? 1 : 0;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 60);
+  EXPECT_GT(clipped, 0);
+  EXPECT_LT(clipped, checked);
+}
+
+TEST(Batcher, MixupAndCutmixTogetherPickOnePerSample) {
+  auto ds = random_dataset(64, 3, 6);
+  auto options = plain_options(64);
+  options.shuffle = true;
+  options.augment.mixup = 1.0;
+  options.augment.cutmix = 1.0;
+  Batcher batcher(ds, options, 5);
+  auto batch = epoch_batches(batcher, 0).at(0);
+  int64_t cut = 0, mixed = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    if (batch.y[i].item<int64_t>() == batch.y2[i].item<int64_t>()) continue;
+    auto out = batch.x[i];
+    auto own = source_image(ds, batch.y[i].item<int64_t>());
+    auto other = source_image(ds, batch.y2[i].item<int64_t>());
+    if (((out == own) | (out == other)).all().item<bool>()) {
+      ++cut;
+    } else {
+      const float lam = batch.lam[i].item<float>();
+      EXPECT_TRUE(torch::allclose(out, lam * own + (1 - lam) * other, 1e-5, 1e-5));
+      ++mixed;
+    }
+  }
+  EXPECT_GT(cut, 15);
+  EXPECT_GT(mixed, 15);
+}
+
+TEST(Batcher, NoMixingLeavesY2AndLamUndefined) {
+  auto ds = random_dataset(8, 1, 4);
+  auto options = plain_options(4);
+  options.augment.cutmix = 1.0;
+  Batcher mixing(ds, options, 0);
+  Batch batch;
+  ASSERT_TRUE(mixing.next(batch));
+  EXPECT_TRUE(batch.y2.defined());
+  // The same Batch refilled by a batcher without mixing (alpha 0) loses y2 and lam.
+  options.augment.cutmix = 0;
+  options.augment.mixup = 0;
+  options.augment.rotate = 10;
+  Batcher plain(ds, options, 0);
+  ASSERT_TRUE(plain.next(batch));
+  EXPECT_FALSE(batch.y2.defined());
+  EXPECT_FALSE(batch.lam.defined());
+}
+
+TEST(Batcher, RefusesOutOfRangeAugmentation) {
+  auto ds = random_dataset(4, 1, 4);
+  auto options = plain_options(2);
+  options.augment.rotate = 181;
+  expect_error([&] { Batcher(ds, options, 0); }, {"data.augment.rotate", "181"});
+  options.augment.rotate = 0;
+  options.augment.zoom = 1;
+  expect_error([&] { Batcher(ds, options, 0); }, {"data.augment.zoom"});
 }
 
 TEST(Batcher, EpochSeedIsAPureFunctionThatSeparatesEpochs) {
