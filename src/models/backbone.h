@@ -42,9 +42,16 @@ TORCH_MODULE(Block);
 
 // Runs a backbone's top-level modules: x (N, C, H, W) -> maps (N, C', H', W') or vectors.
 // Norm layers it calls directly (not through a Sequential) are exposed as norm slots.
+// A trunk is also a chain of stages (torchvision's top-level blocks: "features.3", "layer2")
+// so that a frozen prefix can run once and be shared by several trainable tails;
+// forward(x) == forward_stages(x, 0, stages().size()).
 class Trunk : public NormSlotOwner {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  // Stages [begin, end) in order.
+  virtual torch::Tensor forward_stages(const torch::Tensor& x, int64_t begin, int64_t end) = 0;
+  // Per stage, the module paths whose parameters and buffers it owns.
+  virtual std::vector<std::vector<std::string>> stages() const = 0;
   std::vector<torch::nn::AnyModule*> norm_slots() override { return {}; }
 };
 

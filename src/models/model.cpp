@@ -1,5 +1,6 @@
 #include "models/model.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,6 +62,18 @@ class SequentialTrunk : public Trunk {
  public:
   explicit SequentialTrunk(torch::nn::Sequential features) : features_(std::move(features)) {}
   torch::Tensor forward(const torch::Tensor& x) override { return features_->forward(x); }
+  torch::Tensor forward_stages(const torch::Tensor& x, int64_t begin, int64_t end) override {
+    torch::Tensor y = x;
+    for (auto it = features_->begin() + begin; it != features_->begin() + end; ++it) {
+      y = it->forward(y);
+    }
+    return y;
+  }
+  std::vector<std::vector<std::string>> stages() const override {
+    std::vector<std::vector<std::string>> out;
+    for (size_t i = 0; i < features_->size(); ++i) out.push_back({"features." + std::to_string(i)});
+    return out;
+  }
 
  private:
   torch::nn::Sequential features_;
@@ -125,6 +138,44 @@ torch::Tensor ClassifierImpl::embed(torch::Tensor x) {
 torch::Tensor ClassifierImpl::forward(torch::Tensor x) {
   // x: (N, C, H, W) -> logits (N, num_classes)
   return head->forward(embed(std::move(x)));
+}
+
+int64_t ClassifierImpl::num_stages() const {
+  return static_cast<int64_t>(trunk_->stages().size()) + (pool_ ? 1 : 0);
+}
+
+std::vector<std::vector<std::string>> ClassifierImpl::stage_paths() const {
+  auto out = trunk_->stages();
+  if (pool_) out.emplace_back();  // global average pooling owns no parameters
+  return out;
+}
+
+int64_t ClassifierImpl::stage_of(const std::string& path) const {
+  auto stages = stage_paths();
+  for (size_t i = 0; i < stages.size(); ++i) {
+    for (const auto& prefix : stages[i]) {
+      if (path == prefix || path.rfind(prefix + ".", 0) == 0) return static_cast<int64_t>(i);
+    }
+  }
+  return num_stages();  // the head
+}
+
+torch::Tensor ClassifierImpl::forward_prefix(torch::Tensor x, int64_t cut) {
+  // x: (N, C, H, W) -> stage `cut`'s input: maps (N, C', H', W') or, past pooling, (N, D)
+  TORCH_CHECK(cut >= 0 && cut <= num_stages(), "cut ", cut, " outside [0, ", num_stages(), "]");
+  const int64_t trunk_stages = static_cast<int64_t>(trunk_->stages().size());
+  x = trunk_->forward_stages(x, 0, std::min(cut, trunk_stages));
+  if (pool_ && cut > trunk_stages) x = x.mean({2, 3});
+  return x;
+}
+
+torch::Tensor ClassifierImpl::forward_from(torch::Tensor h, int64_t cut) {
+  // h: forward_prefix(x, cut) -> logits (N, num_classes)
+  TORCH_CHECK(cut >= 0 && cut <= num_stages(), "cut ", cut, " outside [0, ", num_stages(), "]");
+  const int64_t trunk_stages = static_cast<int64_t>(trunk_->stages().size());
+  if (cut < trunk_stages) h = trunk_->forward_stages(h, cut, trunk_stages);
+  if (pool_ && cut <= trunk_stages) h = h.mean({2, 3});
+  return head->forward(h);
 }
 
 Classifier build_model(const ModelOptions& options) { return Classifier(options); }

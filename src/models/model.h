@@ -64,6 +64,17 @@ class ClassifierImpl : public torch::nn::Module, public NormSlotOwner {
   // Backbone output as fed to the head: (N, feature_dim).
   torch::Tensor embed(torch::Tensor x);
 
+  // Stages: the trunk's top-level blocks in order, then global average pooling (if any);
+  // stage i's parameters live under stage_paths()[i]. A frozen prefix [0, cut) can run once
+  // for several models whose tails differ:
+  //   forward(x) == forward_from(forward_prefix(x, cut), cut) for every cut in [0, num_stages()].
+  int64_t num_stages() const;
+  std::vector<std::vector<std::string>> stage_paths() const;
+  // The stage owning a parameter or buffer path; num_stages() for the head.
+  int64_t stage_of(const std::string& path) const;
+  torch::Tensor forward_prefix(torch::Tensor x, int64_t cut);
+  torch::Tensor forward_from(torch::Tensor h, int64_t cut);
+
   int64_t feature_dim() const { return feature_dim_; }
   const ModelOptions& options() const { return options_; }
 

@@ -4,6 +4,7 @@
 //   layer1 .. layer4           blocks "layerL.B.conv1/bn1/...", "layerL.B.downsample.0/1"
 // The _cifar variants use a Conv3x3 s1 stem without max-pool (the usual CIFAR adaptation,
 // e.g. kuangliu/pytorch-cifar); the keys are the same.
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <string>
@@ -96,10 +97,24 @@ class ResNetTrunk : public Trunk {
       : conv1_(std::move(conv1)), bn1_(std::move(bn1)), max_pool_(max_pool), layers_(layers) {}
 
   torch::Tensor forward(const torch::Tensor& x) override {
-    torch::Tensor y = torch::relu(bn1_.forward(conv1_->forward(x)));
-    if (max_pool_) y = torch::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
-    for (auto& layer : layers_) y = layer->forward(y);
+    return forward_stages(x, 0, 1 + static_cast<int64_t>(layers_.size()));
+  }
+
+  // Stage 0 is the stem (conv1, bn1, relu, max-pool), stages 1..4 are layer1..layer4.
+  torch::Tensor forward_stages(const torch::Tensor& x, int64_t begin, int64_t end) override {
+    torch::Tensor y = x;
+    if (begin <= 0 && end > 0) {
+      y = torch::relu(bn1_.forward(conv1_->forward(y)));
+      if (max_pool_) y = torch::max_pool2d(y, {3, 3}, {2, 2}, {1, 1});
+    }
+    for (int64_t l = std::max<int64_t>(begin, 1); l < end; ++l) {
+      y = layers_[static_cast<size_t>(l - 1)]->forward(y);
+    }
     return y;
+  }
+
+  std::vector<std::vector<std::string>> stages() const override {
+    return {{"conv1", "bn1"}, {"layer1"}, {"layer2"}, {"layer3"}, {"layer4"}};
   }
 
   std::vector<torch::nn::AnyModule*> norm_slots() override { return {&bn1_}; }

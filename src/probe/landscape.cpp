@@ -35,12 +35,6 @@ nlohmann::json Landscape::to_json() const {
 
 Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
                          data::Batcher& batcher, const LandscapeOptions& options) {
-  require(options.resolution >= 2, "probe.landscape.resolution", "must be >= 2");
-  require(options.span > 0, "probe.landscape.span", "must be > 0");
-  train::EvalModeGuard eval_mode(*model);
-  train::WeightRestoreGuard restore(params);
-  torch::NoGradGuard no_grad;
-
   // Fixed evaluation batches, so every grid point sees the same data.
   std::vector<data::Batch> batches;
   batcher.start_epoch(0);
@@ -48,7 +42,18 @@ Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Ten
   while (static_cast<int64_t>(batches.size()) < options.max_batches && batcher.next(b)) {
     batches.push_back(b);
   }
+  return loss_landscape(model, params, batches, 0, options);
+}
+
+Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
+                         const std::vector<data::Batch>& batches, int64_t input_stage,
+                         const LandscapeOptions& options) {
+  require(options.resolution >= 2, "probe.landscape.resolution", "must be >= 2");
+  require(options.span > 0, "probe.landscape.span", "must be > 0");
   require(!batches.empty(), "loss landscape", "the evaluation set is empty");
+  train::EvalModeGuard eval_mode(*model);
+  train::WeightRestoreGuard restore(params);
+  torch::NoGradGuard no_grad;
 
   torch::Generator gen = make_generator(options.seed);
   auto d1 = filter_normalized_direction(params, gen);
@@ -72,7 +77,8 @@ Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Ten
       torch::Tensor sum = torch::zeros({}, torch::kDouble);
       int64_t n = 0;
       for (const auto& batch : batches) {
-        torch::Tensor loss = train::cross_entropy(model->forward(batch.x), batch.y);
+        torch::Tensor loss =
+            train::cross_entropy(model->forward_from(batch.x, input_stage), batch.y);
         sum += loss.to(torch::kCPU, torch::kDouble) * batch.y.size(0);
         n += batch.y.size(0);
       }

@@ -33,7 +33,13 @@ struct Landscape {
   nlohmann::json to_json() const;
 };
 
+// Over the first options.max_batches batches of `batcher`.
 Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
                          data::Batcher& batcher, const LandscapeOptions& options);
+// Over given batches whose x enters the model at `input_stage` (see
+// ClassifierImpl::forward_from): with a frozen prefix, the prefix runs once, not per grid point.
+Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
+                         const std::vector<data::Batch>& batches, int64_t input_stage,
+                         const LandscapeOptions& options);
 
 }  // namespace normlab::probe

@@ -23,7 +23,12 @@ const char* kDefaults = R"json({
     "test_limit": 0,
     "normalize": "auto",
     "resize": 0,
-    "augment": { "hflip": false, "crop_padding": 0 },
+    "augment": {
+      "hflip": false, "crop_padding": 0, "rotate": 0.0, "zoom": 0.0, "shift": 0.0,
+      "mixup": 0.0, "cutmix": 0.0
+    },
+    "val_from": "train",
+    "feature_cache": "auto",
     "synthetic": { "size": 512, "classes": 10, "channels": 1, "hw": 28 }
   },
   "model": {
@@ -36,6 +41,7 @@ const char* kDefaults = R"json({
     "width_mult": 1.0,
     "dropout": 0.2,
     "tf_same_padding": false,
+    "channels_last": true,
     "norm_overrides": {},
     "weights": "",
     "weights_skip": [],
@@ -56,7 +62,18 @@ const char* kDefaults = R"json({
     "frozen_bn": "update",
     "clip_norm": 0.0,
     "clip_value": 0.0,
-    "label_smoothing": 0.0
+    "label_smoothing": 0.0,
+    "tta": false,
+    "precision": "fp32",
+    "schedule": {
+      "name": "none", "warmup_epochs": 0, "warmup_start_factor": 0.0, "step_size": 10,
+      "gamma": 0.1, "min_lr": 0.0, "factor": 0.1, "patience": 10, "threshold": 1e-4,
+      "cooldown": 0, "monitor": "val/loss", "mode": "auto"
+    },
+    "early_stopping": {
+      "patience": 0, "monitor": "val/loss", "mode": "auto", "min_delta": 0.0,
+      "restore_best": true
+    }
   },
   "probe": {
     "grad_norms": true,

@@ -1,6 +1,7 @@
 #include "study/run_options.h"
 
 #include "core/error.h"
+#include "core/runtime.h"
 #include "nn/norm.h"
 
 namespace normlab::study {
@@ -58,6 +59,10 @@ void check_norm(const std::string& norm, const std::string& where, const std::st
 
 }  // namespace
 
+std::vector<std::string> monitor_names() {
+  return {"val/loss", "val/acc", "val/macro_f1", "train/loss", "train/acc"};
+}
+
 RunOptions run_options(const Json& c, const std::string& where) {
   RunOptions o;
   o.seed = static_cast<uint64_t>(positive(c, "seed", where, true));
@@ -80,7 +85,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
     require(k >= 0, key_msg(where, "data.classes"),
             "class ids must be >= 0, got " + std::to_string(k));
   }
-  d.val_fraction = in_range(c, "data.val_fraction", where, 0.0, 0.9, "in [0, 0.9]");
+  d.val_fraction = in_range(c, "data.val_fraction", where, 0.0, 1.0, "in [0, 1]");
   d.split_seed = static_cast<uint64_t>(positive(c, "data.split_seed", where, true));
   d.train_limit = positive(c, "data.train_limit", where, true);
   d.val_limit = positive(c, "data.val_limit", where, true);
@@ -103,6 +108,15 @@ RunOptions run_options(const Json& c, const std::string& where) {
   d.resize = positive(c, "data.resize", where, true);
   d.augment.hflip = get<bool>(c, "data.augment.hflip");
   d.augment.crop_padding = positive(c, "data.augment.crop_padding", where, true);
+  d.augment.rotate = in_range(c, "data.augment.rotate", where, 0.0, 180.0, "in [0, 180] degrees");
+  d.augment.zoom = in_range(c, "data.augment.zoom", where, 0.0, 0.99, "in [0, 1)");
+  d.augment.shift = in_range(c, "data.augment.shift", where, 0.0, 0.99, "in [0, 1)");
+  d.augment.mixup =
+      in_range(c, "data.augment.mixup", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
+  d.augment.cutmix =
+      in_range(c, "data.augment.cutmix", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
+  d.val_from = one_of(c, "data.val_from", where, {"train", "test"});
+  d.feature_cache = one_of(c, "data.feature_cache", where, {"auto", "off", "require"});
   d.batch_size = positive(c, "train.batch_size", where);
   d.eval_batch_size = positive(c, "train.eval_batch_size", where);
 
@@ -132,6 +146,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
   o.weights_skip = get<std::vector<std::string>>(c, "model.weights_skip");
   o.recalibrate_bn = get<bool>(c, "model.recalibrate_bn");
   o.recalibrate_batches = positive(c, "model.recalibrate_batches", where);
+  o.channels_last = get<bool>(c, "model.channels_last");
 
   // train
   train::TrainOptions& t = o.train;
@@ -166,6 +181,34 @@ RunOptions run_options(const Json& c, const std::string& where) {
   t.clip.max_norm = in_range(c, "train.clip_norm", where, 0.0, 1e12, ">= 0 (0 = off)");
   t.clip.max_value = in_range(c, "train.clip_value", where, 0.0, 1e12, ">= 0 (0 = off)");
   t.label_smoothing = in_range(c, "train.label_smoothing", where, 0.0, 0.99, "in [0, 1)");
+  t.seed = o.seed;
+  o.tta = get<bool>(c, "train.tta");
+  o.precision = one_of(c, "train.precision", where, {"fp32", "bf16"});
+  if (o.precision != "fp32") {
+    require(parse_device(o.device).is_cuda(), key_msg(where, "train.precision"),
+            "'" + o.precision + "' needs a CUDA device (autocast); device is '" + o.device + "'",
+            "use precision \"fp32\" on the CPU");
+  }
+  train::ScheduleOptions& sc = o.schedule;
+  sc.name = one_of(c, "train.schedule.name", where, train::schedule_names());
+  sc.warmup_epochs = positive(c, "train.schedule.warmup_epochs", where, true);
+  sc.warmup_start_factor =
+      in_range(c, "train.schedule.warmup_start_factor", where, 0.0, 1.0, "in [0, 1]");
+  sc.step_size = positive(c, "train.schedule.step_size", where);
+  sc.gamma = in_range(c, "train.schedule.gamma", where, 1e-12, 1e12, "> 0");
+  sc.min_lr = in_range(c, "train.schedule.min_lr", where, 0.0, 1e12, ">= 0");
+  sc.factor = in_range(c, "train.schedule.factor", where, 1e-12, 0.999999, "in (0, 1)");
+  sc.patience = positive(c, "train.schedule.patience", where, true);
+  sc.threshold = in_range(c, "train.schedule.threshold", where, 0.0, 1e12, ">= 0");
+  sc.cooldown = positive(c, "train.schedule.cooldown", where, true);
+  sc.monitor = one_of(c, "train.schedule.monitor", where, monitor_names());
+  sc.mode = one_of(c, "train.schedule.mode", where, {"auto", "min", "max"});
+  train::EarlyStoppingOptions& es = o.early_stopping;
+  es.patience = positive(c, "train.early_stopping.patience", where, true);
+  es.monitor = one_of(c, "train.early_stopping.monitor", where, monitor_names());
+  es.mode = one_of(c, "train.early_stopping.mode", where, {"auto", "min", "max"});
+  es.min_delta = in_range(c, "train.early_stopping.min_delta", where, 0.0, 1e12, ">= 0");
+  es.restore_best = get<bool>(c, "train.early_stopping.restore_best");
 
   // probes
   o.probe.grad_norms = get<bool>(c, "probe.grad_norms");

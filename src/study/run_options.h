@@ -11,6 +11,8 @@
 #include "models/model.h"
 #include "probe/landscape.h"
 #include "study/config.h"
+#include "train/early_stopping.h"
+#include "train/schedule.h"
 #include "train/trainer.h"
 
 namespace normlab::study {
@@ -30,6 +32,12 @@ struct DataSlice {
   data::AugmentOptions augment;
   int64_t batch_size = 64;
   int64_t eval_batch_size = 256;
+  // Where validation comes from: "train" (val_fraction of the training split) or "test"
+  // (val_fraction of the official test split; the rest stays the test set).
+  std::string val_from = "train";
+  // Frozen-prefix feature cache: "auto" (when augmentation is flips at most and the prefix
+  // runs in eval mode), "off", or "require" (an Error says why it cannot be used).
+  std::string feature_cache = "auto";
 };
 
 struct ProbeSlice {
@@ -48,9 +56,17 @@ struct RunOptions {
   std::vector<std::string> weights_skip;
   bool recalibrate_bn = false;       // rewrite BN statistics from the training data after loading
   int64_t recalibrate_batches = 20;  // evaluation batches measured for that
+  bool channels_last = true;         // conv weights and image batches in NHWC (oneDNN's fast path)
   train::TrainOptions train;
+  train::ScheduleOptions schedule;
+  train::EarlyStoppingOptions early_stopping;
+  bool tta = false;                // evaluation logits = mean of original and flipped
+  std::string precision = "fp32";  // "bf16": autocast on CUDA
   ProbeSlice probe;
 };
+
+// Metrics that schedules and early stopping may monitor (recorded every epoch).
+std::vector<std::string> monitor_names();
 
 // Converts a resolved config; throws Error naming the key for invalid values (unknown norm,
 // optimizer, dataset, negative sizes, ...).

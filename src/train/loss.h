@@ -10,5 +10,8 @@ namespace normlab::train {
 // spreads eps/C of the target mass uniformly (Szegedy et al. 2016), as PyTorch does.
 torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                             double label_smoothing = 0.0);
+// The same per sample: (N) losses.
+torch::Tensor cross_entropy_per_sample(const torch::Tensor& logits, const torch::Tensor& targets,
+                                       double label_smoothing = 0.0);
 
 }  // namespace normlab::train

@@ -14,6 +14,41 @@
 
 namespace normlab::train {
 
+namespace {
+
+constexpr int64_t kNoBadStep = std::numeric_limits<int64_t>::max();
+
+// The default generator of `device` (CPU, or the CUDA device's own) — what dropout draws from.
+at::Generator device_generator(torch::Device device) {
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(device.type(), 0);
+  return at::globalContext().defaultGenerator(device);
+}
+
+// Swaps a run's generator state into the device's default generator for one scope.
+class RngScope {
+ public:
+  RngScope(torch::Device device, torch::Tensor& state)
+      : gen_(device_generator(device)), state_(state), saved_(gen_.get_state()) {
+    gen_.set_state(state_);
+  }
+  ~RngScope() {
+    state_ = gen_.get_state();
+    gen_.set_state(saved_);
+  }
+  RngScope(const RngScope&) = delete;
+  RngScope& operator=(const RngScope&) = delete;
+
+ private:
+  at::Generator gen_;
+  torch::Tensor& state_;
+  torch::Tensor saved_;
+};
+
+// A stream apart from the one that initialised the weights (same seed).
+constexpr uint64_t kDropoutStream = 0x9E3779B97F4A7C15ULL;  // 2^64 / golden ratio
+
+}  // namespace
+
 Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device device)
     : model_(std::move(model)), options_(std::move(options)), device_(device) {
   model_->to(device_);
@@ -24,6 +59,13 @@ Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device d
     trainable_.params.insert(trainable_.params.end(), g.params.begin(), g.params.end());
   }
   optimizer_ = make_optimizer(options_.optimizer, plan_);
+  {
+    at::Generator gen = device_generator(device_);
+    torch::Tensor saved = gen.get_state();
+    gen.set_current_seed(options_.seed ^ kDropoutStream);
+    rng_state_ = gen.get_state();
+    gen.set_state(saved);
+  }
   if (options_.frozen_bn == FrozenBatchNorm::kFreeze && !options_.trainable.empty()) {
     for (const auto& item : model_->named_modules()) {
       if (!nn::is_batch_norm(*item.value())) continue;
@@ -36,113 +78,156 @@ Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device d
   }
 }
 
+EvalAccumulator::EvalAccumulator(int64_t num_classes, torch::Device device)
+    : num_classes_(num_classes),
+      loss_sum_(torch::zeros({}, torch::TensorOptions(device).dtype(torch::kDouble))),
+      confusion_(torch::zeros({num_classes, num_classes},
+                              torch::TensorOptions(device).dtype(torch::kLong))) {}
+
+void EvalAccumulator::add(const torch::Tensor& logits, const torch::Tensor& y) {
+  // logits (B, K), y (B)
+  loss_sum_ += cross_entropy(logits, y).to(torch::kDouble) * y.size(0);
+  confusion_ += confusion_matrix(logits.argmax(1), y, num_classes_);
+  seen_ += y.size(0);
+}
+
+EvalResult EvalAccumulator::result(const std::string& split) const {
+  EvalResult r;
+  r.split = split;
+  r.confusion = confusion_.cpu();
+  r.loss = seen_ > 0 ? loss_sum_.item<double>() / static_cast<double>(seen_) : 0.0;
+  ClassMetrics m = metrics_from_confusion(r.confusion);
+  r.accuracy = m.accuracy;
+  r.macro_sensitivity = m.macro_sensitivity;
+  r.macro_specificity = m.macro_specificity;
+  r.macro_f1 = m.macro_f1;
+  return r;
+}
+
 void Trainer::set_train_mode() {
   model_->train();
   for (auto& bn : frozen_bns_) bn->eval();
 }
 
-EpochStats Trainer::train_epoch(data::Batcher& batcher, int64_t epoch) {
+void Trainer::begin_epoch(int64_t epoch, int64_t steps_per_epoch) {
   set_train_mode();
-  batcher.start_epoch(epoch);
   ProgressOptions po;
   po.label = options_.label;
   po.epochs = options_.epochs;
-  po.steps_per_epoch = batcher.batches_per_epoch();
+  po.steps_per_epoch = steps_per_epoch;
   po.enabled = options_.progress;
-  Progress progress(po);
-
-  auto start = std::chrono::steady_clock::now();
+  epoch_.epoch = epoch;
+  epoch_.step = 0;
+  epoch_.seen = 0;
+  epoch_.progress = std::make_unique<Progress>(po);
+  epoch_.start = std::chrono::steady_clock::now();
   // Device-side accumulators: read once at the end of the epoch.
-  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kDouble));
-  torch::Tensor correct = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kLong));
-  constexpr int64_t kNoBadStep = std::numeric_limits<int64_t>::max();
-  torch::Tensor first_bad =
-      torch::full({}, kNoBadStep, torch::TensorOptions(device_).dtype(torch::kLong));
-  int64_t seen = 0;
-  int64_t step = 0;
-  data::Batch batch;
-  while (batcher.next(batch)) {
-    optimizer_->zero_grad();
-    torch::Tensor logits = model_->forward(batch.x);  // (B, K)
-    torch::Tensor loss = cross_entropy(logits, batch.y, options_.label_smoothing);
-    loss.backward();
+  epoch_.loss_sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kDouble));
+  epoch_.correct = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kLong));
+  epoch_.first_bad = torch::full({}, kNoBadStep, torch::TensorOptions(device_).dtype(torch::kLong));
+}
 
-    StepContext ctx;
-    ctx.epoch = epoch;
-    ctx.step = step;
-    ctx.global_step = global_step_;
-    ctx.model = model_.ptr().get();
-    ctx.trainable = &trainable_;
-    ctx.loss = loss.detach();
-    ctx.recorder = &recorder_;
-    for (auto* o : observers_) o->after_backward(ctx);
+torch::Tensor Trainer::logits(const torch::Tensor& input) {
+  return model_->forward_from(input, options_.input_stage);
+}
 
-    torch::Tensor pre_clip = clip_gradients(trainable_.params, options_.clip);
-    optimizer_->step();
-    for (auto* o : observers_) o->after_step(ctx);
-
-    torch::Tensor l = loss.detach();
-    recorder_.step_value("train/loss", global_step_, l);
-    recorder_.step_value("grad_norm/total", global_step_, pre_clip);
-    first_bad = torch::where(torch::isfinite(l), first_bad,
-                             torch::minimum(first_bad, torch::full_like(first_bad, global_step_)));
-    loss_sum += l.to(torch::kDouble) * batch.y.size(0);
-    correct += logits.detach().argmax(1).eq(batch.y).sum();
-    seen += batch.y.size(0);
-    ++step;
-    ++global_step_;
-    progress.step(epoch, step, batch.y.size(0));
+void Trainer::train_step(const torch::Tensor& input, const Targets& targets) {
+  const torch::Tensor& y = targets.y;
+  TORCH_CHECK(y.dim() == 1 && y.size(0) == input.size(0), "targets ", y.sizes(),
+              " do not match inputs ", input.sizes());
+  RngScope rng(device_, rng_state_);
+  optimizer_->zero_grad();
+  torch::Tensor out = logits(input);  // (B, K)
+  torch::Tensor loss;
+  if (targets.lam.defined()) {
+    TORCH_CHECK(targets.y2.defined() && targets.lam.sizes() == y.sizes(),
+                "mixed targets need y2 and lam of shape ", y.sizes());
+    // Per-sample mix: lam_i CE(y_i) + (1 - lam_i) CE(y2_i) (Zhang et al. 2018; Yun et al. 2019).
+    torch::Tensor a = cross_entropy_per_sample(out, y, options_.label_smoothing);
+    torch::Tensor b = cross_entropy_per_sample(out, targets.y2, options_.label_smoothing);
+    loss = (targets.lam * a + (1 - targets.lam) * b).mean();
+  } else {
+    loss = cross_entropy(out, y, options_.label_smoothing);
   }
+  loss.backward();
+
+  StepContext ctx;
+  ctx.epoch = epoch_.epoch;
+  ctx.step = epoch_.step;
+  ctx.global_step = global_step_;
+  ctx.model = model_.ptr().get();
+  ctx.trainable = &trainable_;
+  ctx.loss = loss.detach();
+  ctx.recorder = &recorder_;
+  for (auto* o : observers_) o->after_backward(ctx);
+
+  torch::Tensor pre_clip = clip_gradients(trainable_.params, options_.clip);
+  optimizer_->step();
+  for (auto* o : observers_) o->after_step(ctx);
+
+  torch::Tensor l = loss.detach();
+  recorder_.step_value("train/loss", global_step_, l);
+  recorder_.step_value("grad_norm/total", global_step_, pre_clip);
+  epoch_.first_bad = torch::where(
+      torch::isfinite(l), epoch_.first_bad,
+      torch::minimum(epoch_.first_bad, torch::full_like(epoch_.first_bad, global_step_)));
+  epoch_.loss_sum += l.to(torch::kDouble) * y.size(0);
+  epoch_.correct += out.detach().argmax(1).eq(y).sum();
+  epoch_.seen += y.size(0);
+  ++epoch_.step;
+  ++global_step_;
+  epoch_.progress->step(epoch_.epoch, epoch_.step, y.size(0));
+}
+
+EpochStats Trainer::end_epoch() {
   EpochStats stats;
-  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  int64_t bad = first_bad.item<int64_t>();
+  stats.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_.start).count();
+  int64_t bad = epoch_.first_bad.item<int64_t>();
   if (bad != kNoBadStep) {
     std::ostringstream problem;
     problem << "training loss became non-finite (NaN or Inf) at global step " << bad << " (epoch "
-            << epoch + 1 << ")";
+            << epoch_.epoch + 1 << ")";
     throw Error("run " + options_.label, problem.str(),
                 "lower the learning rate, enable gradient clipping (train.clip_norm), or check "
                 "the input normalisation");
   }
-  stats.loss = seen > 0 ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0;
+  const auto seen = static_cast<double>(epoch_.seen);
+  stats.loss = epoch_.seen > 0 ? epoch_.loss_sum.item<double>() / seen : 0.0;
   stats.accuracy =
-      seen > 0 ? 100.0 * static_cast<double>(correct.item<int64_t>()) / static_cast<double>(seen)
-               : 0.0;
-  stats.images_per_s = stats.seconds > 0 ? static_cast<double>(seen) / stats.seconds : 0.0;
+      epoch_.seen > 0 ? 100.0 * static_cast<double>(epoch_.correct.item<int64_t>()) / seen : 0.0;
+  stats.images_per_s = stats.seconds > 0 ? seen / stats.seconds : 0.0;
+  epoch_.progress.reset();
   return stats;
+}
+
+EpochStats Trainer::train_epoch(data::Batcher& batcher, int64_t epoch) {
+  batcher.start_epoch(epoch);
+  begin_epoch(epoch, batcher.batches_per_epoch());
+  data::Batch batch;
+  while (batcher.next(batch)) train_step(batch.x, Targets{batch.y, {}, {}});
+  return end_epoch();
 }
 
 EvalResult Trainer::evaluate(data::Batcher& batcher, const std::string& split, int64_t epoch) {
   EvalModeGuard eval_mode(*model_);
   torch::NoGradGuard no_grad;
   batcher.start_epoch(0);
-  int64_t k = model_->options().num_classes;
-  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions(device_).dtype(torch::kDouble));
-  torch::Tensor confusion = torch::zeros({k, k}, torch::TensorOptions(device_).dtype(torch::kLong));
-  int64_t seen = 0;
+  EvalAccumulator acc(model_->options().num_classes, device_);
   data::Batch batch;
-  while (batcher.next(batch)) {
-    torch::Tensor logits = model_->forward(batch.x);  // (B, K)
-    // Evaluation reports plain cross-entropy: label smoothing is a training regulariser.
-    loss_sum += cross_entropy(logits, batch.y).to(torch::kDouble) * batch.y.size(0);
-    confusion += confusion_matrix(logits.argmax(1), batch.y, k);
-    seen += batch.y.size(0);
-  }
-  EvalResult r;
-  r.split = split;
-  r.confusion = confusion.cpu();
-  r.loss = seen > 0 ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0;
-  ClassMetrics m = metrics_from_confusion(r.confusion);
-  r.accuracy = m.accuracy;
-  r.macro_sensitivity = m.macro_sensitivity;
-  r.macro_specificity = m.macro_specificity;
-  r.macro_f1 = m.macro_f1;
-  EpochContext ctx{epoch, model_.ptr().get(), &trainable_, &recorder_};
-  for (auto* o : observers_) o->on_evaluation(ctx, r);
+  while (batcher.next(batch)) acc.add(logits(batch.x), batch.y);
+  EvalResult r = acc.result(split);
+  notify_evaluation(r, epoch);
   return r;
 }
 
-void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done) {
+void Trainer::notify_evaluation(const EvalResult& result, int64_t epoch) {
+  EpochContext ctx{epoch, model_.ptr().get(), &trainable_, &recorder_};
+  for (auto* o : observers_) o->on_evaluation(ctx, result);
+}
+
+void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done,
+                              const nlohmann::json& extra) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
   torch::serialize::OutputArchive optim_archive;
@@ -152,13 +237,14 @@ void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done) {
   archive.write("optimizer", optim_archive);
   archive.write("epochs_done", torch::tensor(epochs_done));
   archive.write("global_step", torch::tensor(global_step_));
-  archive.write("cpu_rng_state", at::detail::getDefaultCPUGenerator().get_state());
+  archive.write("rng_state", rng_state_);
+  archive.write("extra", c10::IValue(extra.dump()));
   std::ostringstream os;
   archive.save_to(os);
   write_file_atomic(path, os.str());
 }
 
-int64_t Trainer::load_checkpoint(const std::string& path) {
+int64_t Trainer::load_checkpoint(const std::string& path, nlohmann::json* extra) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
@@ -170,12 +256,14 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
   torch::serialize::InputArchive model_archive;
   torch::serialize::InputArchive optim_archive;
   torch::Tensor epochs_done, global_step, rng;
+  c10::IValue extra_text;
   try {
     archive.read("model", model_archive);
     archive.read("optimizer", optim_archive);
     archive.read("epochs_done", epochs_done);
     archive.read("global_step", global_step);
-    archive.read("cpu_rng_state", rng);
+    archive.read("rng_state", rng);
+    archive.read("extra", extra_text);
     model_->load(model_archive);
     model_->to(device_);
     optimizer_->load(optim_archive);
@@ -185,9 +273,9 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
                     std::string(e.what_without_backtrace()) + ")",
                 "delete the file to restart this run from scratch");
   }
-  at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();
-  cpu_gen.set_state(rng);
+  rng_state_ = rng;
   global_step_ = global_step.item<int64_t>();
+  if (extra != nullptr) *extra = nlohmann::json::parse(extra_text.toStringRef());
   return epochs_done.item<int64_t>();
 }
 

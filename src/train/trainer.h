@@ -1,14 +1,21 @@
 // The one training loop: forward, loss, backward, observers, clipping, step; evaluation with
-// classification metrics; checkpoints. Every study and probe goes through it.
+// classification metrics; checkpoints. Every study and probe goes through it: either whole
+// epochs over a Batcher (train_epoch) or step by step (begin_epoch / train_step / end_epoch),
+// which lets one engine feed the same batch, or the same frozen-trunk features, to several
+// trainers in lockstep.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "core/progress.h"
 #include "data/batcher.h"
 #include "models/model.h"
 #include "train/clip.h"
@@ -35,6 +42,35 @@ struct TrainOptions {
   double label_smoothing = 0;
   std::string label = "run";  // for progress lines and error messages
   bool progress = true;
+  // The run's own random stream (dropout): swapped into the device's default generator
+  // around each step, so a run draws the same masks alone or interleaved with other runs.
+  uint64_t seed = 0;
+  // The model stage the trainer's inputs enter at: 0 = images, otherwise the output of a
+  // frozen prefix (models::ClassifierImpl::forward_prefix) computed by the caller.
+  int64_t input_stage = 0;
+};
+
+// Targets of one training batch. With mixup/cutmix the loss is
+// lam * CE(y) + (1 - lam) * CE(y2), per sample.
+struct Targets {
+  torch::Tensor y;    // (B) int64
+  torch::Tensor y2;   // (B) int64 partner labels; undefined without mixing
+  torch::Tensor lam;  // (B) float weight of y; undefined without mixing
+};
+
+// Accumulates loss and confusion on the device over evaluation batches.
+class EvalAccumulator {
+ public:
+  EvalAccumulator(int64_t num_classes, torch::Device device);
+  // logits (B, K), y (B) int64; plain cross-entropy (label smoothing is a training regulariser)
+  void add(const torch::Tensor& logits, const torch::Tensor& y);
+  EvalResult result(const std::string& split) const;  // one host transfer
+
+ private:
+  int64_t num_classes_;
+  torch::Tensor loss_sum_;   // () double
+  torch::Tensor confusion_;  // (K, K) int64
+  int64_t seen_ = 0;
 };
 
 struct EpochStats {
@@ -54,14 +90,29 @@ class Trainer {
   // non-finite, naming the run, epoch and first bad step.
   EpochStats train_epoch(data::Batcher& batcher, int64_t epoch);
 
+  // The same, step by step: begin_epoch sets train mode (frozen BN per options), each
+  // train_step runs forward from options.input_stage, loss, backward, observers, clipping and
+  // the optimizer step; end_epoch reads the device accumulators once and throws like
+  // train_epoch.
+  void begin_epoch(int64_t epoch, int64_t steps_per_epoch);
+  void train_step(const torch::Tensor& input, const Targets& targets);
+  EpochStats end_epoch();
+
+  // Logits for inputs entering at options.input_stage, in whatever mode the model is in.
+  torch::Tensor logits(const torch::Tensor& input);
+
   // Loss and metrics over every batch of `batcher`, in eval mode and inference mode.
   EvalResult evaluate(data::Batcher& batcher, const std::string& split, int64_t epoch);
+  // Lets observers see an evaluation computed outside evaluate().
+  void notify_evaluation(const EvalResult& result, int64_t epoch);
 
-  // Checkpoint = model parameters and buffers, optimizer state, CPU RNG state and the number
-  // of completed epochs, written atomically.
-  void save_checkpoint(const std::string& path, int64_t epochs_done);
-  // Returns the number of completed epochs stored in the checkpoint.
-  int64_t load_checkpoint(const std::string& path);
+  // Checkpoint = model parameters and buffers, optimizer state, the run's RNG state, the
+  // number of completed epochs and `extra` (schedule, early stopping: whatever the caller
+  // needs to resume), written atomically.
+  void save_checkpoint(const std::string& path, int64_t epochs_done,
+                       const nlohmann::json& extra = nlohmann::json::object());
+  // Returns the number of completed epochs stored in the checkpoint; fills `extra` if given.
+  int64_t load_checkpoint(const std::string& path, nlohmann::json* extra = nullptr);
 
   models::Classifier& model() { return model_; }
   Recorder& recorder() { return recorder_; }
@@ -83,6 +134,19 @@ class Trainer {
   std::vector<Observer*> observers_;
   Recorder recorder_;
   int64_t global_step_ = 0;
+  torch::Tensor rng_state_;  // the run's generator state (see TrainOptions::seed)
+
+  struct EpochState {
+    int64_t epoch = 0;
+    int64_t step = 0;
+    int64_t seen = 0;
+    torch::Tensor loss_sum;   // () double on device
+    torch::Tensor correct;    // () int64
+    torch::Tensor first_bad;  // () int64, kNoBadStep when every loss was finite
+    std::unique_ptr<Progress> progress;
+    std::chrono::steady_clock::time_point start;
+  };
+  EpochState epoch_;
 };
 
 }  // namespace normlab::train

@@ -271,5 +271,42 @@ TEST(Classifier, ErrorsNameTheBadValue) {
   expect_error_on("'gn:3'", [](ModelOptions& m) { m.norm = "gn:3"; });  // 3 does not divide 32
 }
 
+
+TEST(Classifier, PrefixThenTailEqualsForwardAtEveryCut) {
+  torch::manual_seed(0);
+  for (const auto& backbone : backbone_names()) {
+    SCOPED_TRACE(backbone);
+    Classifier model = build_model(tiny(backbone, "bn"));
+    model->eval();
+    const int64_t hw = backbone == "mlp" ? 12 : 8;
+    auto x = torch::randn({2, 1, hw, hw});
+    auto expected = model->forward(x);
+    for (int64_t cut = 0; cut <= model->num_stages(); ++cut) {
+      SCOPED_TRACE(cut);
+      auto h = model->forward_prefix(x, cut);
+      EXPECT_TRUE(torch::equal(model->forward_from(h, cut), expected));
+    }
+    EXPECT_TRUE(torch::equal(model->forward_prefix(x, model->num_stages()), model->embed(x)));
+    EXPECT_THROW(model->forward_prefix(x, model->num_stages() + 1), c10::Error);
+    // Every trunk parameter belongs to exactly the stage that runs it; head parameters to none.
+    auto stages = model->stage_paths();
+    for (const auto& p : model->named_parameters()) {
+      int64_t s = model->stage_of(p.key());
+      if (p.key().rfind("head.", 0) == 0) {
+        EXPECT_EQ(s, model->num_stages()) << p.key();
+      } else {
+        ASSERT_LT(s, model->num_stages()) << p.key();
+      }
+    }
+  }
+  Classifier mobilenet = build_model(tiny("mobilenet_v2", "bn"));
+  EXPECT_EQ(mobilenet->stage_of("features.18.0.weight"), 18);
+  EXPECT_EQ(mobilenet->stage_of("features.1.conv.0.0.weight"), 1);
+  EXPECT_EQ(mobilenet->num_stages(), 20);  // features.0..18 + pooling
+  Classifier resnet = build_model(tiny("resnet18", "bn"));
+  EXPECT_EQ(resnet->stage_of("bn1.running_mean"), 0);
+  EXPECT_EQ(resnet->stage_of("layer3.1.conv2.weight"), 3);
+}
+
 }  // namespace
 }  // namespace normlab::models

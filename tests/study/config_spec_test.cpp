@@ -73,7 +73,13 @@ TEST(RunOptions, InvalidValuesNameTheKey) {
   check("data.dataset", Json("imagenet"), "fashion-mnist");
   check("train.epochs", Json(0), "> 0");
   check("train.frozen_bn", Json("sometimes"), "update");
-  check("data.val_fraction", Json(1.5), "[0, 0.9]");
+  check("data.val_fraction", Json(1.5), "[0, 1]");
+  check("data.val_from", Json("holdout"), "test");
+  check("data.feature_cache", Json("yes"), "require");
+  check("train.schedule.name", Json("linear"), "cosine");
+  check("train.early_stopping.monitor", Json("val/accuracy"), "val/acc");
+  check("train.precision", Json("bf16"), "CUDA");
+  check("data.augment.rotate", Json(200.0), "180");
   Json cfg = default_run_config();
   set_config_value(cfg, "train.param_groups", Json::parse(R"([{"pattern": "head", "lrr": 1}])"),
                    "t");
