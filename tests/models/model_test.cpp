@@ -271,7 +271,6 @@ TEST(Classifier, ErrorsNameTheBadValue) {
   expect_error_on("'gn:3'", [](ModelOptions& m) { m.norm = "gn:3"; });  // 3 does not divide 32
 }
 
-
 TEST(Classifier, PrefixThenTailEqualsForwardAtEveryCut) {
   torch::manual_seed(0);
   for (const auto& backbone : backbone_names()) {

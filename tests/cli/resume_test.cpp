@@ -1,0 +1,150 @@
+// Crash safety as a user meets it: a real `normlab study run` process is killed with SIGKILL
+// mid-study, the same command is run again, and the result must equal an uninterrupted run
+// bit for bit (CPU, one thread).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "cli/run_normlab.h"
+#include "io/state_dict.h"
+#include "store/store.h"
+#include "study/runner.h"
+
+namespace normlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_normlab;
+
+// Two configurations in one lockstep group, crops + flips + mixup, dropout, a plateau
+// schedule and early stopping state: everything a checkpoint must carry.
+const char* kStudy = R"toml(
+[study]
+name = "resume"
+seeds = [1]
+
+[run]
+data.dataset = "synthetic"
+data.synthetic = { size = 1200, classes = 4, hw = 16 }
+data.augment = { hflip = true, crop_padding = 2, mixup = 0.2 }
+model.width = 8
+model.depth = 3
+model.head = { hidden = 16, dropout = 0.3 }
+train.epochs = 6
+train.batch_size = 16
+train.trainable = ["features.2", "head"]
+train.schedule = { name = "plateau", patience = 1 }
+train.early_stopping = { patience = 5 }
+probe.grad_norms = true
+
+[grid]
+"model.head.norm" = ["bn", "frn"]
+)toml";
+
+struct Final {
+  std::map<std::string, double> metrics;  // "run name|metric" -> value at the last epoch
+  std::map<std::string, io::StateDict> weights;
+};
+
+Final read_final(const fs::path& dir) {
+  Final f;
+  auto db = store::Store::open((dir / "study.db").string(), {true, false});
+  for (const auto& r : db->runs()) {
+    EXPECT_EQ(r.status, store::RunStatus::kComplete) << r.name << ": " << r.error;
+    for (const auto& p : db->scalars(r.id, "epoch")) f.metrics[r.name + "|" + p.name] = p.value;
+    for (const auto& p : db->scalars(r.id, "step", "train/loss")) {
+      f.metrics[r.name + "|step" + std::to_string(p.step)] = p.value;
+    }
+    f.weights[r.name] =
+        io::load_state_dict(study::run_dir(dir.string(), r.config_hash) + "/model.safetensors");
+  }
+  return f;
+}
+
+int64_t max_epochs_done(const fs::path& db_path) {
+  if (!fs::exists(db_path)) return 0;
+  try {
+    auto db = store::Store::open(db_path.string(), {true, false});
+    int64_t most = 0;
+    for (const auto& r : db->runs()) most = std::max(most, db->epochs_done(r.id));
+    return most;
+  } catch (const std::exception&) {
+    return 0;  // the writer is creating the schema
+  }
+}
+
+TEST(Resume, KilledStudyResumesBitIdentically) {
+  fs::path root = fs::temp_directory_path() / ("normlab_resume_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root);
+  const fs::path spec = root / "resume.toml";
+  std::ofstream(spec) << kStudy;
+  const std::string common = " --threads 1 --quiet --no-report";
+
+  auto whole =
+      run_normlab("study run " + spec.string() + " --out " + (root / "a").string() + common);
+  ASSERT_EQ(whole.code, 0) << whole.output;
+
+  // The interrupted run: started as a child process, killed once an epoch is in the store.
+  const char* bin = std::getenv("NORMLAB_BINARY");
+  ASSERT_NE(bin, nullptr);
+  const fs::path b = root / "b";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen("/dev/null", "w", stderr);
+    execl(bin, bin, "study", "run", spec.c_str(), "--out", b.c_str(), "--threads", "1", "--quiet",
+          "--no-report", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int64_t done = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    done = max_epochs_done(b / "study.db");
+    if (done >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the study finished before it could be killed";
+  ASSERT_GE(done, 2);
+  {
+    auto db = store::Store::open((b / "study.db").string(), {true, false});
+    for (const auto& r : db->runs()) EXPECT_NE(r.status, store::RunStatus::kComplete) << r.name;
+  }
+
+  auto resumed = run_normlab("study run " + spec.string() + " --out " + b.string() + common);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+
+  Final fa = read_final(root / "a"), fb = read_final(b);
+  ASSERT_EQ(fa.metrics.size(), fb.metrics.size());
+  for (const auto& [key, value] : fa.metrics) {
+    if (key.find("time/") != std::string::npos || key.find("images_per_s") != std::string::npos) {
+      continue;  // wall-clock
+    }
+    ASSERT_TRUE(fb.metrics.count(key)) << key;
+    EXPECT_EQ(value, fb.metrics.at(key)) << key;
+  }
+  ASSERT_EQ(fa.weights.size(), 2u);
+  for (const auto& [name, dict] : fa.weights) {
+    const auto& other = fb.weights.at(name);
+    ASSERT_EQ(dict.items.size(), other.items.size());
+    for (const auto& [key, t] : dict.items) {
+      const torch::Tensor* u = other.find(key);
+      ASSERT_NE(u, nullptr) << key;
+      EXPECT_TRUE(torch::equal(t, *u)) << name << ": " << key;
+    }
+  }
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace normlab
