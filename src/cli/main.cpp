@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "report/report.h"
 #include "study/runner.h"
 #include "study/spec.h"
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
   normlab::cli::add_predict_command(app, commands);
 
   CLI11_PARSE(app, argc, argv);
+  normlab::keep_freed_memory();
   if (verbose) normlab::log::set_level(normlab::log::Level::kDebug);
 
   try {

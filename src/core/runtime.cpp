@@ -1,10 +1,22 @@
 #include "core/runtime.h"
 
+#include <limits>
 #include <thread>
 
 #include "core/error.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace normlab {
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);                                      // every block from the heap
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());  // nor trimmed
+#endif
+}
 
 int apply_threads(int requested) {
   int n = requested;

@@ -21,6 +21,13 @@ void apply_seed(uint64_t seed);
 // how many random numbers the model consumed.
 torch::Generator make_generator(uint64_t seed);
 
+// Makes the C allocator keep freed memory for reuse instead of returning it to the kernel.
+// glibc serves blocks above 32 MB (every activation of a 224x224 batch) with a fresh mmap
+// each time, so each step page-faults and zeroes them again: measured here, a MobileNetV2
+// trunk forward at batch 64 ran at 28 img/s with 2.5 s of system time per 1.8 s of user
+// time, and at 69 img/s once freed memory stayed in the heap. No-op on other C libraries.
+void keep_freed_memory();
+
 // Parses "cpu", "cuda", "cuda:1" or "auto" (CUDA when available, else CPU).
 torch::Device parse_device(const std::string& name);
 

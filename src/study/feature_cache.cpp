@@ -29,7 +29,7 @@ std::string images_fingerprint(const data::Dataset& ds) {
 torch::Tensor prefix_forward(models::Classifier& model, const torch::Tensor& x, int64_t cut,
                              bool channels_last) {
   torch::Tensor in = channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
-  return model->forward_prefix(in, cut);
+  return run_prefix(model, in, cut);
 }
 
 // Recomputes two items and compares them with the stored fp16 values: catches a file whose
@@ -53,6 +53,14 @@ bool spot_check(const FeatureCacheRequest& r, const data::Dataset& ds, const io:
 }
 
 }  // namespace
+
+torch::Tensor run_prefix(models::Classifier& model, const torch::Tensor& x, int64_t cut) {
+  if (model->is_training() || x.size(0) <= kPrefixChunk) return model->forward_prefix(x, cut);
+  std::vector<torch::Tensor> parts;
+  for (const auto& chunk : x.split(kPrefixChunk))
+    parts.push_back(model->forward_prefix(chunk, cut));
+  return torch::cat(parts);
+}
 
 std::string prefix_fingerprint(models::Classifier& model, int64_t cut) {
   Sha256 h;
