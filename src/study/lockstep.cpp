@@ -364,6 +364,7 @@ class Group {
     auto t0 = Clock::now();
     setup();
     timing_.setup_seconds += seconds_since(t0);
+    finish_resumed();
     int64_t first = members_.front()->start_epoch;
     int64_t last = 0;
     for (auto& m : members_) {
@@ -701,6 +702,35 @@ class Group {
                               {"early_stopping", m->stopper->state()}};
       m->trainer->save_checkpoint(m->dir + "/checkpoint.pt", epoch + 1, extra);
       if (std::find(finishing.begin(), finishing.end(), m) != finishing.end()) complete(*m);
+    }
+  }
+
+  // A run whose last checkpoint is already final (killed between the checkpoint and its
+  // status update, or stopped early) gets its final evaluation now.
+  void finish_resumed() {
+    std::vector<Member*> ended;
+    for (auto& m : members_) {
+      if (m->start_epoch > 0 &&
+          (m->start_epoch >= m->o.train.epochs || m->stopper->stopped_epoch() >= 0)) {
+        ended.push_back(m.get());
+      }
+    }
+    if (ended.empty()) return;
+    const int64_t epoch = ended.front()->start_epoch - 1;
+    std::vector<train::EvalResult> vals;
+    if (val_source_) {
+      vals = evaluate(ended, *val_source_, "val", epoch);
+    } else {
+      auto source = make_source(data_.train, false);
+      vals = evaluate(ended, *source, "train_eval", epoch);
+    }
+    for (size_t i = 0; i < ended.size(); ++i) ended[i]->val = vals[i];
+    finish(ended, epoch);
+    for (Member* m : ended) {
+      if (m->done) continue;
+      // Its metrics (test included) were written with that epoch, before the checkpoint.
+      m->trainer->recorder().flush();
+      complete(*m);
     }
   }
 

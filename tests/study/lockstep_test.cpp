@@ -209,5 +209,26 @@ TEST(Lockstep, EarlyStoppingEndsTheRunAndRestoresTheBestEpoch) {
   fs::remove_all(d);
 }
 
+TEST(Lockstep, RunKilledAfterItsFinalCheckpointIsCompletedWithoutRetraining) {
+  Plan plan = expand(parse_spec(kGroup, "group.toml"), sets({{"model.head.norm", "ln"}}));
+  auto d = fresh_dir("final_ckpt");
+  ASSERT_EQ(run_study(plan, runner(d)).completed, 1);
+  auto before = final_weights(d);
+  {
+    // What a SIGKILL between the last checkpoint and the status update leaves behind.
+    auto db = store::Store::open((d / "study.db").string());
+    auto run = db->runs().front();
+    db->set_status(run.id, store::RunStatus::kRunning);
+    fs::remove(run_dir(d.string(), run.config_hash) + "/model.safetensors");
+  }
+  StudyResult r = run_study(plan, runner(d));
+  EXPECT_EQ(r.completed, 1);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(timing_of(d)["train_samples"].get<int64_t>(), 0);  // nothing retrained
+  auto after = final_weights(d);
+  for (const auto& [name, dict] : before) expect_same_weights(dict, after.at(name), name);
+  fs::remove_all(d);
+}
+
 }  // namespace
 }  // namespace normlab::study
