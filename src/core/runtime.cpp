@@ -18,6 +18,12 @@ void keep_freed_memory() {
 #endif
 }
 
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 int apply_threads(int requested) {
   int n = requested;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

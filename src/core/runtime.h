@@ -28,6 +28,11 @@ torch::Generator make_generator(uint64_t seed);
 // time, and at 69 img/s once freed memory stayed in the heap. No-op on other C libraries.
 void keep_freed_memory();
 
+// Returns whole free pages of the C heap to the kernel (glibc's malloc_trim): called after
+// phases with a higher peak than the steady state (recalibration, cache building), which
+// keep_freed_memory would otherwise hold for the rest of the process. No-op elsewhere.
+void release_free_memory();
+
 // Parses "cpu", "cuda", "cuda:1" or "auto" (CUDA when available, else CPU).
 torch::Device parse_device(const std::string& name);
 

@@ -444,6 +444,7 @@ class Group {
     train_source_ = make_source(data_.train, true);
     if (data_.val.size() > 0) val_source_ = make_source(data_.val, false);
     if (data_.test.size() > 0) test_source_ = make_source(data_.test, false);
+    release_free_memory();  // the setup's peak (weights, recalibration, cache) is over
     if (cache_) {
       log::info("lockstep group of ", members_.size(), " run(s): frozen prefix (", cut_,
                 " stages) read from the feature cache");
@@ -462,9 +463,17 @@ class Group {
     calib.start_epoch(0);
     data::Batch b;
     int64_t batches = 0;
+    // The same images as whole evaluation batches, fed in chunks: statistics are merged
+    // exactly (Chan et al.), and a 256-image batch at 224x224 would need ~10 GB at once.
+    std::vector<torch::Tensor> chunks;
     auto report = models::recalibrate_batchnorm(*prefix_, [&](torch::Tensor& x) {
-      if (batches++ >= o.recalibrate_batches || !calib.next(b)) return false;
-      x = b.x;
+      if (chunks.empty()) {
+        if (batches++ >= o.recalibrate_batches || !calib.next(b)) return false;
+        auto parts = b.x.split(kPrefixChunk * 4);
+        chunks.assign(parts.rbegin(), parts.rend());
+      }
+      x = chunks.back();
+      chunks.pop_back();
       return true;
     });
     const int64_t trunk = prefix_->num_stages();  // every stage: the head is not copied
