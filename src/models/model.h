@@ -22,6 +22,8 @@ struct HeadOptions {
   // "linear": Linear(in, classes).
   // "mlp": Linear(in, hidden) -> Norm -> ReLU -> Dropout(dropout) -> Linear(hidden, classes)
   //        (STUDIES.md S0); norm "none" gives S1's baseline head.
+  // "norm_mlp": Norm -> Linear(in, hidden) -> ReLU -> Dropout(dropout) -> Linear (S3's head:
+  //        BatchNorm on the pooled features first).
   // "torchvision": torchvision's own head at its own name (torchvision backbones only):
   //        mobilenet_v2 "classifier" = Dropout(ModelOptions.dropout) -> Linear (keys
   //        classifier.1.weight/bias); resnet "fc" = Linear (fc.weight/bias).

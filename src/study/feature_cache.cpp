@@ -32,16 +32,20 @@ torch::Tensor prefix_forward(models::Classifier& model, const torch::Tensor& x, 
   return run_prefix(model, in, cut);
 }
 
+// Every image once, in dataset order, unaugmented: row i of the file is image i.
+data::BatcherOptions in_order(data::BatcherOptions o) {
+  o.shuffle = false;
+  o.augment = {};
+  return o;
+}
+
 // Recomputes two items and compares them with the stored fp16 values: catches a file whose
 // key matches but whose contents came from a different computation (a bug, or an edit).
 bool spot_check(const FeatureCacheRequest& r, const data::Dataset& ds, const io::FeatureFile& f) {
   const int64_t n = ds.size();
   torch::Tensor items = torch::tensor({int64_t{0}, n - 1});
   data::Dataset probe = data::subset(ds, items);
-  data::BatcherOptions o = r.preprocess;
-  o.shuffle = false;
-  o.augment = {};
-  data::Batcher b(probe, o, 0);
+  data::Batcher b(probe, in_order(r.preprocess), 0);
   b.start_epoch(0);
   data::Batch batch;
   b.next(batch);
@@ -117,10 +121,7 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
   fs::create_directories(dir, ec);
   require(!ec, dir, "cannot create the feature cache directory (" + ec.message() + ")",
           "set NORMLAB_CACHE to a writable directory, or data.feature_cache = \"off\"");
-  data::BatcherOptions o = r.preprocess;
-  o.shuffle = false;
-  o.augment = {};
-  data::Batcher batcher(ds, o, 0);
+  data::Batcher batcher(ds, in_order(r.preprocess), 0);
   batcher.start_epoch(0);
   data::Batch batch;
   std::unique_ptr<io::FeatureFileWriter> writer;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "models/head.h"
 #include "nn/norm.h"
 
 namespace normlab::study {
@@ -137,7 +138,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
     check_norm(norm, where, "model.norm_overrides." + item.key());
     m.norm_overrides.emplace_back(item.key(), norm);
   }
-  m.head.kind = one_of(c, "model.head.kind", where, {"mlp", "norm_mlp", "linear", "torchvision"});
+  m.head.kind = one_of(c, "model.head.kind", where, models::head_kinds());
   m.head.hidden = positive(c, "model.head.hidden", where);
   m.head.norm = get<std::string>(c, "model.head.norm");
   check_norm(m.head.norm, where, "model.head.norm");

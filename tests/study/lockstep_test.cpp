@@ -10,6 +10,7 @@
 #include "core/files.h"
 #include "io/state_dict.h"
 #include "store/store.h"
+#include "study/study_dirs.h"
 
 namespace normlab::study {
 namespace {
@@ -40,20 +41,8 @@ probe.landscape = { enabled = true, params = "head", resolution = 3, batches = 1
 "model.head.norm" = ["bn", "ln"]
 )toml";
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("normlab_lockstep_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
-RunnerOptions runner(const fs::path& dir) {
-  RunnerOptions o;
-  o.out_dir = dir.string();
-  o.threads = 1;
-  o.progress = false;
-  return o;
-}
+using testing::fresh_dir;
+using testing::runner;
 
 // Every final weight of every run, by run name.
 std::map<std::string, io::StateDict> final_weights(const fs::path& dir) {

@@ -6,6 +6,7 @@
 
 #include "core/files.h"
 #include "store/store.h"
+#include "study/study_dirs.h"
 
 namespace normlab::study {
 namespace {
@@ -47,20 +48,8 @@ probe.landscape = { enabled = true, resolution = 3, batches = 1 }
 "model.head.norm" = ["bn", "frn"]
 )toml";
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("normlab_study_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
-RunnerOptions runner(const fs::path& dir) {
-  RunnerOptions o;
-  o.out_dir = dir.string();
-  o.threads = 1;
-  o.progress = false;
-  return o;
-}
+using testing::fresh_dir;
+using testing::runner;
 
 TEST(Runner, RunsSkipsAndIsBitIdenticalAcrossInvocations) {
   Plan plan = expand(parse_spec(kTiny, "tiny.toml"), {});

@@ -17,6 +17,7 @@
 #include "study/lockstep.h"
 #include "study/runner.h"
 #include "study/spec.h"
+#include "study/study_dirs.h"
 
 namespace normlab::study {
 namespace {
@@ -24,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using Trainable = std::vector<std::string>;
 
-Spec s3_spec() { return load_spec(testing::source_path("studies/s3_two_stage.toml")); }
+Spec s3_spec() { return load_spec(normlab::testing::source_path("studies/s3_two_stage.toml")); }
 
 ExpandOptions sets(std::vector<std::pair<std::string, std::string>> kv, bool smoke = false) {
   ExpandOptions o;
@@ -43,19 +44,8 @@ const std::map<int, Trainable>& unfreeze_top() {
   return m;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("normlab_s3_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
-RunnerOptions runner(const fs::path& dir) {
-  RunnerOptions o;
-  o.out_dir = dir.string();
-  o.threads = 1;
-  o.progress = false;
-  return o;
-}
+using testing::fresh_dir;
+using testing::runner;
 
 TEST(S3Study, PlanHasBothStagesAndTheUnfreezeGrid) {
   Plan plan = expand(s3_spec(), {});
