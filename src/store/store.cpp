@@ -2,22 +2,30 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <unordered_map>
 #include <utility>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/log.h"
 
 namespace normlab::store {
 namespace {
+
+using nlohmann::json;
 
 // busy_timeout: how long a writer waits for another process's transaction before giving up.
 // Epoch transactions take milliseconds, so 5 s only expires when something is stuck.
 constexpr int kBusyTimeoutMs = 5000;
 
-constexpr const char* kSchema = R"sql(
+// Tables that schema 1 already had in this form.
+constexpr const char* kRunsTable = R"sql(
 CREATE TABLE runs (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL,
@@ -33,27 +41,60 @@ CREATE TABLE runs (
   created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
   updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
--- `epoch` is the epoch that wrote the record, so that truncate_from_epoch can drop per-step
--- records too (their `step` is a global step). `value` is NULL for NaN: SQLite stores NaN
--- as NULL, and reading maps it back.
-CREATE TABLE scalars (
-  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  kind TEXT NOT NULL CHECK (kind IN ('step', 'epoch')),
-  name TEXT NOT NULL CHECK (name <> ''),
-  step INTEGER NOT NULL,
-  epoch INTEGER NOT NULL,
-  value REAL
-);
-CREATE INDEX scalars_by_series ON scalars(run_id, kind, name);
-CREATE TABLE artifacts (
-  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  name TEXT NOT NULL,
-  json TEXT NOT NULL,
-  PRIMARY KEY (run_id, name)
-);
 CREATE TABLE meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
+);
+)sql";
+
+// The record tables of schema 2 (created for a new store, and by the migration from 1).
+// `epoch` is the epoch that wrote a record, so that truncate_from_epoch can drop per-step
+// records too (their `step` is a global step).
+constexpr const char* kRecordTables = R"sql(
+-- One row per series per epoch: steps is a little-endian int64 array, vals a float64 array
+-- of the same length (NaN stays NaN). A row per point cost ~60 bytes and an index entry;
+-- a 20k-point epoch of per-step gradient norms is now ~40 rows.
+CREATE TABLE series (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  axis TEXT NOT NULL CHECK (axis IN ('step', 'epoch')),
+  name TEXT NOT NULL CHECK (name <> ''),
+  epoch INTEGER NOT NULL,
+  steps BLOB NOT NULL,
+  vals BLOB NOT NULL,
+  CHECK (length(steps) = length(vals) AND length(steps) % 8 = 0)
+);
+CREATE UNIQUE INDEX series_by_name ON series(run_id, axis, name, epoch);
+-- Bin edges are shared by every epoch of a histogram and usually across runs: stored once.
+CREATE TABLE bin_edges (
+  id INTEGER PRIMARY KEY,
+  edges BLOB NOT NULL UNIQUE
+);
+-- min/max/mean/std are NULL for NaN (SQLite stores NaN as NULL; reading maps it back).
+CREATE TABLE histograms (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT NOT NULL CHECK (name <> ''),
+  axis TEXT NOT NULL CHECK (axis IN ('step', 'epoch')),
+  step INTEGER NOT NULL,
+  epoch INTEGER NOT NULL,
+  edges_id INTEGER NOT NULL REFERENCES bin_edges(id),
+  scale TEXT NOT NULL CHECK (scale IN ('linear', 'log10')),
+  counts BLOB NOT NULL,
+  count INTEGER NOT NULL,
+  nonfinite INTEGER NOT NULL,
+  min REAL,
+  max REAL,
+  mean REAL,
+  std REAL
+);
+CREATE UNIQUE INDEX histograms_by_name ON histograms(run_id, name, axis, step);
+-- Surfaces and matrices as the JSON of store/records.h (to_json / *_from_json).
+CREATE TABLE artifacts (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT NOT NULL CHECK (name <> ''),
+  epoch INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('surface', 'matrix')),
+  json TEXT NOT NULL,
+  PRIMARY KEY (run_id, name, epoch)
 );
 )sql";
 
@@ -105,11 +146,9 @@ class Statement {
           "bind");
     return *this;
   }
-
-  // Binds without copying: `value` must outlive the next step().
-  Statement& bind_static(int index, const std::string& value) {
-    check(sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
-                            SQLITE_STATIC),
+  Statement& bind_blob(int index, const std::string& bytes) {
+    check(sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()),
+                            SQLITE_TRANSIENT),
           "bind");
     return *this;
   }
@@ -128,17 +167,21 @@ class Statement {
   // Makes the statement ready to run again (reused inside one transaction); bindings stay.
   void reset() { sqlite3_reset(stmt_); }
 
+  bool column_is_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
   int64_t column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
   double column_double(int i) const {
-    if (sqlite3_column_type(stmt_, i) == SQLITE_NULL) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
+    if (column_is_null(i)) return std::numeric_limits<double>::quiet_NaN();
     return sqlite3_column_double(stmt_, i);
   }
   std::string column_text(int i) const {
     const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
     if (text == nullptr) return {};
     return std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+  }
+  std::string column_blob(int i) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
   }
 
  private:
@@ -198,7 +241,256 @@ int64_t pragma_int(const std::string& path, sqlite3* db, const char* sql) {
   return stmt.step() ? stmt.column_int(0) : 0;
 }
 
-enum class FileKind { kEmpty, kNormlab, kForeign };
+// ---- blobs: little-endian 8-byte values, whatever the host's byte order ----
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>((v >> (8 * b)) & 0xff));
+}
+
+uint64_t get_u64(const char* p) {
+  uint64_t v = 0;
+  for (int b = 7; b >= 0; --b) v = (v << 8) | static_cast<unsigned char>(p[b]);
+  return v;
+}
+
+std::string encode_int64s(const std::vector<int64_t>& values) {
+  std::string out;
+  out.reserve(8 * values.size());
+  for (int64_t v : values) put_u64(out, static_cast<uint64_t>(v));
+  return out;
+}
+
+// Bit-exact: NaN payloads and infinities survive.
+std::string encode_doubles(const std::vector<double>& values) {
+  std::string out;
+  out.reserve(8 * values.size());
+  for (double v : values) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    put_u64(out, bits);
+  }
+  return out;
+}
+
+void check_blob(const std::string& blob, const std::string& path, const std::string& what) {
+  require(blob.size() % 8 == 0, path,
+          what + ": blob of " + std::to_string(blob.size()) +
+              " bytes is not a whole number of "
+              "8-byte values (the store is damaged)");
+}
+
+std::vector<int64_t> decode_int64s(const std::string& blob, const std::string& path,
+                                   const std::string& what) {
+  check_blob(blob, path, what);
+  std::vector<int64_t> out(blob.size() / 8);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<int64_t>(get_u64(&blob[8 * i]));
+  return out;
+}
+
+std::vector<double> decode_doubles(const std::string& blob, const std::string& path,
+                                   const std::string& what) {
+  check_blob(blob, path, what);
+  std::vector<double> out(blob.size() / 8);
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint64_t bits = get_u64(&blob[8 * i]);
+    std::memcpy(&out[i], &bits, sizeof bits);
+  }
+  return out;
+}
+
+// [prefix, upper) selects exactly the names starting with prefix, through an index on name:
+// upper is prefix with its last byte below 0xff incremented (empty = no upper bound).
+std::string prefix_upper_bound(const std::string& prefix) {
+  std::string upper = prefix;
+  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
+  if (!upper.empty()) {
+    upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
+  }
+  return upper;
+}
+
+std::string run_text(int64_t run_id) { return "run " + std::to_string(run_id); }
+
+// ---- writing records (inside a caller's transaction) ----
+
+// Drops every record of epochs >= from_epoch, and bin edges no histogram uses any more.
+void drop_from_epoch(const std::string& path, sqlite3* db, int64_t run_id, int64_t from_epoch) {
+  for (const char* sql : {"DELETE FROM series WHERE run_id = ?1 AND epoch >= ?2",
+                          "DELETE FROM artifacts WHERE run_id = ?1 AND epoch >= ?2"}) {
+    Statement drop(path, db, sql);
+    drop.bind(1, run_id).bind(2, from_epoch).run();
+  }
+  Statement drop(path, db, "DELETE FROM histograms WHERE run_id = ?1 AND epoch >= ?2");
+  drop.bind(1, run_id).bind(2, from_epoch).run();
+  if (sqlite3_changes(db) > 0) {
+    exec(path, db,
+         "DELETE FROM bin_edges WHERE id NOT IN (SELECT DISTINCT edges_id FROM histograms)");
+  }
+}
+
+// Appends `points` to the row of (run, axis, name, epoch), creating it if missing; a row's
+// points are kept sorted by step (stable: equal steps keep their writing order).
+class SeriesWriter {
+ public:
+  SeriesWriter(const std::string& path, sqlite3* db, int64_t run_id, int64_t epoch)
+      : path_(path),
+        find_(path, db,
+              "SELECT rowid, steps, vals FROM series "
+              "WHERE run_id = ?1 AND axis = ?2 AND name = ?3 AND epoch = ?4"),
+        insert_(path, db,
+                "INSERT INTO series (run_id, axis, name, epoch, steps, vals) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        update_(path, db, "UPDATE series SET steps = ?2, vals = ?3 WHERE rowid = ?1") {
+    find_.bind(1, run_id).bind(4, epoch);
+    insert_.bind(1, run_id).bind(4, epoch);
+  }
+
+  void write(Axis axis, const std::vector<ScalarPoint>& points) {
+    // Group by name, in order of first appearance; one row per name.
+    std::unordered_map<std::string, size_t> index;
+    std::vector<std::pair<std::string, std::vector<std::pair<int64_t, double>>>> groups;
+    for (const auto& p : points) {
+      auto [it, inserted] = index.emplace(p.name, groups.size());
+      if (inserted) groups.push_back({p.name, {}});
+      groups[it->second].second.emplace_back(p.step, p.value);
+    }
+    const std::string axis_text = to_string(axis);
+    for (auto& [name, pts] : groups) write_one(axis_text, name, std::move(pts));
+  }
+
+ private:
+  void write_one(const std::string& axis, const std::string& name,
+                 std::vector<std::pair<int64_t, double>> points) {
+    find_.bind(2, axis).bind(3, name);
+    bool exists = find_.step();
+    int64_t rowid = 0;
+    if (exists) {
+      rowid = find_.column_int(0);
+      std::string what = "series '" + name + "'";
+      auto steps = decode_int64s(find_.column_blob(1), path_, what);
+      auto vals = decode_doubles(find_.column_blob(2), path_, what);
+      require(steps.size() == vals.size(), path_, what + ": steps and values differ in length");
+      std::vector<std::pair<int64_t, double>> merged;
+      merged.reserve(steps.size() + points.size());
+      for (size_t i = 0; i < steps.size(); ++i) merged.emplace_back(steps[i], vals[i]);
+      merged.insert(merged.end(), points.begin(), points.end());
+      points = std::move(merged);
+    }
+    find_.reset();
+    auto by_step = [](const auto& a, const auto& b) { return a.first < b.first; };
+    if (!std::is_sorted(points.begin(), points.end(), by_step)) {
+      std::stable_sort(points.begin(), points.end(), by_step);
+    }
+    std::vector<int64_t> steps;
+    std::vector<double> vals;
+    steps.reserve(points.size());
+    vals.reserve(points.size());
+    for (const auto& [s, v] : points) {
+      steps.push_back(s);
+      vals.push_back(v);
+    }
+    if (exists) {
+      update_.bind(1, rowid).bind_blob(2, encode_int64s(steps)).bind_blob(3, encode_doubles(vals));
+      update_.run();
+      update_.reset();
+    } else {
+      insert_.bind(2, axis).bind(3, name);
+      insert_.bind_blob(5, encode_int64s(steps)).bind_blob(6, encode_doubles(vals)).run();
+      insert_.reset();
+    }
+  }
+
+  const std::string& path_;
+  Statement find_, insert_, update_;
+};
+
+class HistogramWriter {
+ public:
+  HistogramWriter(const std::string& path, sqlite3* db, int64_t run_id, int64_t epoch)
+      : path_(path),
+        add_edges_(path, db,
+                   "INSERT INTO bin_edges (edges) VALUES (?1) ON CONFLICT (edges) DO NOTHING"),
+        find_edges_(path, db, "SELECT id FROM bin_edges WHERE edges = ?1"),
+        insert_(path, db,
+                "INSERT INTO histograms (run_id, name, axis, step, epoch, edges_id, scale, "
+                "counts, count, nonfinite, min, max, mean, std) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (run_id, name, axis, step) DO "
+                "UPDATE SET epoch = excluded.epoch, edges_id = excluded.edges_id, scale = "
+                "excluded.scale, counts = excluded.counts, count = excluded.count, nonfinite = "
+                "excluded.nonfinite, min = excluded.min, max = excluded.max, mean = "
+                "excluded.mean, std = excluded.std") {
+    insert_.bind(1, run_id).bind(5, epoch);
+  }
+
+  void write(const HistogramPoint& p) {
+    const Histogram& h = p.hist;
+    insert_.bind(2, p.name).bind(3, to_string(p.axis)).bind(4, p.step);
+    insert_.bind(6, edges_id(h.edges)).bind(7, h.scale).bind_blob(8, encode_int64s(h.counts));
+    insert_.bind(9, h.count).bind(10, h.nonfinite).bind(11, h.min).bind(12, h.max);
+    insert_.bind(13, h.mean).bind(14, h.std).run();
+    insert_.reset();
+  }
+
+ private:
+  int64_t edges_id(const std::vector<double>& edges) {
+    std::string blob = encode_doubles(edges);
+    auto it = ids_.find(blob);
+    if (it != ids_.end()) return it->second;
+    add_edges_.bind_blob(1, blob).run();
+    add_edges_.reset();
+    find_edges_.bind_blob(1, blob);
+    bool found = find_edges_.step();
+    int64_t id = found ? find_edges_.column_int(0) : 0;
+    find_edges_.reset();
+    require(found, path_, "bin edges vanished after insert");
+    ids_.emplace(std::move(blob), id);
+    return id;
+  }
+
+  const std::string& path_;
+  Statement add_edges_, find_edges_, insert_;
+  std::map<std::string, int64_t> ids_;  // edges blob -> id, within this transaction
+};
+
+void put_artifact(Statement& upsert, const std::string& name, const char* kind, const json& value) {
+  upsert.bind(2, name).bind(4, std::string(kind)).bind(5, value.dump()).run();
+  upsert.reset();
+}
+
+constexpr const char* kUpsertArtifact =
+    "INSERT INTO artifacts (run_id, name, epoch, kind, json) VALUES (?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT (run_id, name, epoch) DO UPDATE SET kind = excluded.kind, json = excluded.json";
+
+std::string record_what(const std::string& kind, const std::string& name, int64_t run_id,
+                        int64_t epoch) {
+  return kind + " '" + name + "' of " + run_text(run_id) + " (epoch " + std::to_string(epoch) + ")";
+}
+
+// Histograms, surfaces and matrices are checked before the transaction starts. Scalar names
+// are checked by the series table's CHECK constraint (inside the transaction, which rolls
+// back): validating 20k points up front would be the same check twice.
+void validate_records(const std::string& path, int64_t run_id, int64_t epoch,
+                      const EpochRecords& records) {
+  for (const auto& h : records.histograms) {
+    std::string what = path + ": " + record_what("histogram", h.name, run_id, epoch);
+    require(!h.name.empty(), what, "empty histogram name");
+    validate(h.hist, what);
+  }
+  for (const auto& s : records.surfaces) {
+    std::string what = path + ": " + record_what("surface", s.name, run_id, epoch);
+    require(!s.name.empty(), what, "empty surface name");
+    validate(s.surface, what);
+  }
+  for (const auto& m : records.matrices) {
+    std::string what = path + ": " + record_what("matrix", m.name, run_id, epoch);
+    require(!m.name.empty(), what, "empty matrix name");
+    validate(m.matrix, what);
+  }
+}
+
+// ---- opening and migrating ----
+
+enum class FileKind { kEmpty, kNormlab, kSchemaV1, kForeign };
 
 // Classifies an open database by reading it only (no write happens before this returns).
 // A file that is not SQLite fails here with "file is not a database".
@@ -219,6 +511,7 @@ FileKind classify(const std::string& path, sqlite3* db, std::string* description
                   "use the normlab version that wrote this study, or a newer one");
     }
     if (version == Store::kSchemaVersion) return FileKind::kNormlab;
+    if (version == 1) return FileKind::kSchemaV1;
   }
   if (tables.empty() && app_id == 0 && version == 0) return FileKind::kEmpty;
   std::string list;
@@ -227,6 +520,188 @@ FileKind classify(const std::string& path, sqlite3* db, std::string* description
                  std::to_string(app_id) + ", user_version " + std::to_string(version) +
                  ", tables: " + (list.empty() ? "none" : list) + ")";
   return FileKind::kForeign;
+}
+
+json parse_v1_json(const std::string& text, const std::string& what) {
+  auto parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  require(!parsed.is_discarded(), what, "is not valid JSON");
+  require(parsed.is_object(), what, "is not a JSON object");
+  return parsed;
+}
+
+const json& v1_field(const json& j, const char* key, const std::string& what) {
+  auto it = j.find(key);
+  require(it != j.end(), what, std::string("has no '") + key + "' field");
+  return *it;
+}
+
+// Schema-1 landscape {"alphas": [A], "betas": [B], "loss": [B][A]} (probe/landscape.cpp
+// wrote loss[beta index][alpha index]) as a Surface with x = alphas, y = betas.
+Surface landscape_from_v1(const std::string& text, const std::string& what) {
+  json v1 = parse_v1_json(text, what);
+  json v2 = {{"x_label", "alpha"},
+             {"y_label", "beta"},
+             {"z_label", "loss"},
+             {"x", v1_field(v1, "alphas", what)},
+             {"y", v1_field(v1, "betas", what)},
+             {"z", v1_field(v1, "loss", what)}};
+  return surface_from_json(v2, what + " (alphas -> x, betas -> y, loss[beta][alpha] -> z)");
+}
+
+// Schema-1 confusion {"split", "labels": [K], "matrix": [K][K]}; `split` picks the name.
+MatrixRecord confusion_from_v1(const std::string& v1_name, const std::string& text,
+                               const std::string& what) {
+  json v1 = parse_v1_json(text, what);
+  json labels = json::array();
+  const json& v1_labels = v1_field(v1, "labels", what);
+  require(v1_labels.is_array(), what, "'labels' is not an array");
+  for (const auto& l : v1_labels) labels.push_back(l.is_string() ? l.get<std::string>() : l.dump());
+  json v2 = {
+      {"row_labels", labels}, {"column_labels", labels}, {"values", v1_field(v1, "matrix", what)}};
+  MatrixRecord record;
+  record.matrix = matrix_from_json(v2, what + " (labels -> rows and columns, matrix -> values)");
+  auto split = v1.find("split");
+  if (split != v1.end() && split->is_string() && split->get<std::string>() == "train_eval") {
+    record.name = "confusion/train_eval";
+  } else {
+    record.name = v1_name == "confusion" ? "confusion/val" : "confusion/test";
+  }
+  return record;
+}
+
+// Runs fn (a migration); an Error leaves with a hint saying the file was not changed.
+template <typename Fn>
+auto with_migration_hint(Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    throw Error(
+        e.subject(),
+        "cannot migrate to schema " + std::to_string(Store::kSchemaVersion) + ": " + e.problem(),
+        "the file was left unchanged (still schema 1, readable by the normlab that wrote "
+        "it); fix or delete the named record (sqlite3 shell) and open the store again");
+  }
+}
+
+// Rewrites a schema-1 store as schema 2 in one transaction (see Store::open). `path` names
+// the file in messages; `db` may be an in-memory copy of it.
+void migrate_v1(const std::string& path, sqlite3* db) {
+  Transaction tx(path, db);
+  // Another process may have migrated the file while we waited for the lock.
+  if (pragma_int(path, db, "PRAGMA user_version") != 1) return;
+  exec(path, db, "ALTER TABLE artifacts RENAME TO artifacts_v1");
+  exec(path, db, kRecordTables);
+
+  // Scalars: one v1 row per point -> one row per (run, kind, name, epoch); NULL was NaN.
+  int64_t points = 0, rows = 0;
+  {
+    Statement read(path, db,
+                   "SELECT run_id, kind, name, epoch, step, value FROM scalars "
+                   "ORDER BY run_id, kind, name, epoch, step, rowid");
+    Statement insert(path, db,
+                     "INSERT INTO series (run_id, axis, name, epoch, steps, vals) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    int64_t run_id = -1, epoch = -1;
+    std::string kind, name;
+    std::vector<int64_t> steps;
+    std::vector<double> vals;
+    auto flush = [&] {
+      if (steps.empty()) return;
+      insert.bind(1, run_id).bind(2, kind).bind(3, name).bind(4, epoch);
+      insert.bind_blob(5, encode_int64s(steps)).bind_blob(6, encode_doubles(vals)).run();
+      insert.reset();
+      ++rows;
+      steps.clear();
+      vals.clear();
+    };
+    while (read.step()) {
+      int64_t r = read.column_int(0), e = read.column_int(3);
+      std::string k = read.column_text(1), n = read.column_text(2);
+      if (r != run_id || e != epoch || k != kind || n != name) {
+        flush();
+        run_id = r;
+        epoch = e;
+        kind = std::move(k);
+        name = std::move(n);
+      }
+      steps.push_back(read.column_int(4));
+      vals.push_back(read.column_double(5));
+      ++points;
+    }
+    flush();
+  }
+
+  // Artifacts: typed by name, at the run's last epoch (schema 1 kept no epoch).
+  int64_t kept = 0;
+  {
+    Statement read(path, db,
+                   "SELECT a.run_id, a.name, a.json, max(r.epochs_done - 1, 0) "
+                   "FROM artifacts_v1 a JOIN runs r ON r.id = a.run_id ORDER BY a.run_id, a.name");
+    Statement upsert(path, db, kUpsertArtifact);
+    while (read.step()) {
+      int64_t run_id = read.column_int(0);
+      std::string name = read.column_text(1);
+      std::string what = path + ": schema-1 artifact '" + name + "' of " + run_text(run_id);
+      upsert.bind(1, run_id).bind(3, read.column_int(3));
+      try {
+        if (name == "landscape") {
+          put_artifact(upsert, "landscape", "surface",
+                       to_json(landscape_from_v1(read.column_text(2), what)));
+        } else if (name == "confusion" || name == "confusion_test") {
+          auto record = confusion_from_v1(name, read.column_text(2), what);
+          put_artifact(upsert, record.name, "matrix", to_json(record.matrix));
+        } else {
+          log::warn(what,
+                    ": no typed record for this artifact; dropped by the migration to "
+                    "schema 2");
+          continue;
+        }
+      } catch (const json::exception& e) {
+        throw Error(what, std::string("cannot be read: ") + e.what());
+      }
+      ++kept;
+    }
+  }
+  exec(path, db, "DROP TABLE scalars");
+  exec(path, db, "DROP TABLE artifacts_v1");
+  exec(path, db, ("PRAGMA user_version = " + std::to_string(Store::kSchemaVersion)).c_str());
+  tx.commit();
+  log::info(path, ": migrated store schema 1 -> 2 (", points, " scalar points in ", rows,
+            " series rows, ", kept, " artifacts)");
+}
+
+// The migrated file still holds the dropped tables' pages on its free list; VACUUM gives
+// them back (the series blobs are several times smaller than the scalar rows). Not fatal:
+// the migration has committed, a larger file is still a valid store.
+void compact(const std::string& path, sqlite3* db) {
+  try {
+    exec(path, db, "VACUUM");
+    exec(path, db, "PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch (const Error& e) {
+    log::warn(e.what(), " (the store is migrated; it only stays larger than needed)");
+  }
+}
+
+// A read-only open of a schema-1 store reads a migrated copy in memory: the file is not
+// written (it may belong to a running older normlab, or sit on a read-only medium).
+sqlite3* migrated_copy_in_memory(const std::string& path, sqlite3* file_db) {
+  DbHandle memory;
+  if (sqlite3_open_v2(":memory:", &memory.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
+    fail(path, memory.db, "cannot open an in-memory database");
+  }
+  sqlite3_extended_result_codes(memory.db, 1);
+  sqlite3_backup* backup = sqlite3_backup_init(memory.db, "main", file_db, "main");
+  if (backup == nullptr) fail(path, memory.db, "cannot copy the schema-1 store into memory");
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) fail(path, memory.db, "cannot copy the schema-1 store into memory");
+  exec(path, memory.db, "PRAGMA foreign_keys = ON");
+  with_migration_hint([&] { migrate_v1(path, memory.db); });
+  log::info(path,
+            ": schema-1 store read through an in-memory migration; open it once for "
+            "writing (e.g. `normlab study run`) to migrate the file");
+  return memory.release();
 }
 
 RunRecord read_run(const Statement& stmt) {
@@ -243,9 +718,10 @@ RunRecord read_run(const Statement& stmt) {
   return r;
 }
 
-void check_kind(const std::string& path, const std::string& kind) {
-  require(kind == "step" || kind == "epoch", path, "unknown scalar kind '" + kind + "'",
-          "use \"step\" or \"epoch\"");
+json parse_artifact(const std::string& path, const std::string& text, const std::string& what) {
+  auto parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  require(!parsed.is_discarded(), path, what + " is not valid JSON (the store is damaged)");
+  return parsed;
 }
 
 }  // namespace
@@ -314,7 +790,14 @@ std::unique_ptr<Store> Store::open(const std::string& path, const OpenOptions& o
   }
 
   exec(path, db, "PRAGMA foreign_keys = ON");
-  if (!options.read_only) {
+  if (options.read_only) {
+    if (kind == FileKind::kSchemaV1) {
+      DbHandle memory;
+      memory.db = migrated_copy_in_memory(path, db);
+      sqlite3_close_v2(handle.release());
+      handle.db = memory.release();
+    }
+  } else {
     // WAL lets the report and dashboard read while a study writes; synchronous=NORMAL is
     // the documented safe pairing with WAL (a power loss may drop the last commits, never
     // corrupt the file): https://www.sqlite.org/pragma.html#pragma_synchronous
@@ -324,11 +807,15 @@ std::unique_ptr<Store> Store::open(const std::string& path, const OpenOptions& o
       Transaction tx(path, db);
       // Another process may have created the schema while we waited for the lock.
       if (pragma_int(path, db, "PRAGMA user_version") == 0) {
-        exec(path, db, kSchema);
+        exec(path, db, kRunsTable);
+        exec(path, db, kRecordTables);
         exec(path, db, ("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
         exec(path, db, ("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
       }
       tx.commit();
+    } else if (kind == FileKind::kSchemaV1) {
+      with_migration_hint([&] { migrate_v1(path, db); });
+      compact(path, db);
     }
   }
   std::unique_ptr<Store> store(new Store(path, handle.release()));
@@ -387,38 +874,39 @@ void Store::set_status(int64_t run_id, RunStatus status, const std::string& erro
   require(sqlite3_changes(db_) == 1, path_, "no run with id " + std::to_string(run_id));
 }
 
-void Store::write_epoch(int64_t run_id, int64_t epoch, const std::vector<ScalarPoint>& step_scalars,
-                        const std::vector<ScalarPoint>& epoch_scalars) {
+void Store::insert_records(int64_t run_id, int64_t epoch, const EpochRecords& records) {
+  {
+    SeriesWriter series(path_, db_, run_id, epoch);
+    series.write(Axis::kStep, records.step_scalars);
+    series.write(Axis::kEpoch, records.epoch_scalars);
+  }
+  if (!records.histograms.empty()) {
+    HistogramWriter histograms(path_, db_, run_id, epoch);
+    for (const auto& h : records.histograms) histograms.write(h);
+  }
+  if (!records.surfaces.empty() || !records.matrices.empty()) {
+    Statement upsert(path_, db_, kUpsertArtifact);
+    upsert.bind(1, run_id).bind(3, epoch);
+    for (const auto& s : records.surfaces)
+      put_artifact(upsert, s.name, "surface", to_json(s.surface));
+    for (const auto& m : records.matrices)
+      put_artifact(upsert, m.name, "matrix", to_json(m.matrix));
+  }
+}
+
+void Store::write_epoch(int64_t run_id, int64_t epoch, const EpochRecords& records) {
   require_writable("write an epoch");
+  validate_records(path_, run_id, epoch, records);
   Transaction tx(path_, db_);
   // Writing epoch e states that the run's history ends at e, so rewriting an epoch replaces
   // its records (and later ones). Since every epoch commits atomically together with
-  // epochs_done, records of epochs >= epochs_done cannot exist: the scan is skipped in the
-  // common case of appending the next epoch.
+  // epochs_done, records of epochs >= epochs_done only come from put_records, which writes
+  // after the last epoch: the scan is skipped in the common case of appending the next epoch.
   Statement done(path_, db_, "SELECT epochs_done FROM runs WHERE id = ?1");
   done.bind(1, run_id);
-  if (done.step() && epoch < done.column_int(0)) {
-    Statement drop(path_, db_, "DELETE FROM scalars WHERE run_id = ?1 AND epoch >= ?2");
-    drop.bind(1, run_id).bind(2, epoch).run();
-  }
+  if (done.step() && epoch < done.column_int(0)) drop_from_epoch(path_, db_, run_id, epoch);
 
-  // One prepared statement for every row: ~20k per-step rows per epoch take milliseconds.
-  Statement insert(path_, db_,
-                   "INSERT INTO scalars (run_id, kind, name, step, epoch, value) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-  insert.bind(1, run_id).bind(5, epoch);
-  auto insert_all = [&](const std::string& kind, const std::vector<ScalarPoint>& points) {
-    insert.bind_static(2, kind);
-    for (const auto& p : points) {
-      // Bindings persist across reset: only name, step and value change per row.
-      insert.bind_static(3, p.name).bind(4, p.step).bind(6, p.value).run();
-      insert.reset();
-    }
-  };
-  const std::string step_kind = "step";
-  const std::string epoch_kind = "epoch";
-  insert_all(step_kind, step_scalars);
-  insert_all(epoch_kind, epoch_scalars);
+  insert_records(run_id, epoch, records);
 
   Statement progress(path_, db_,
                      "UPDATE runs SET epochs_done = ?2, "
@@ -428,27 +916,139 @@ void Store::write_epoch(int64_t run_id, int64_t epoch, const std::vector<ScalarP
   tx.commit();
 }
 
-std::vector<ScalarPoint> Store::scalars(int64_t run_id, const std::string& kind,
+void Store::put_records(int64_t run_id, int64_t epoch, const EpochRecords& records) {
+  require_writable("write records");
+  validate_records(path_, run_id, epoch, records);
+  Transaction tx(path_, db_);
+  insert_records(run_id, epoch, records);
+  tx.commit();
+}
+
+std::vector<ScalarPoint> Store::scalars(int64_t run_id, Axis axis,
                                         const std::string& name_prefix) const {
-  check_kind(path_, kind);
-  // A prefix is turned into the range [prefix, upper) so that the (run_id, kind, name) index
-  // answers it: reading one series of a run must not scan the run's other series.
-  std::string upper = name_prefix;
-  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
-  if (!upper.empty()) {
-    upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
-  }
+  // The prefix becomes the range [prefix, upper) so that the (run_id, axis, name, epoch)
+  // index answers it: reading one series of a run must not scan the run's other series.
+  std::string upper = prefix_upper_bound(name_prefix);
   const char* sql = upper.empty()
-                        ? "SELECT name, step, value FROM scalars WHERE run_id = ?1 AND kind = ?2 "
-                          "AND name >= ?3 ORDER BY name, step, rowid"
-                        : "SELECT name, step, value FROM scalars WHERE run_id = ?1 AND kind = ?2 "
-                          "AND name >= ?3 AND name < ?4 ORDER BY name, step, rowid";
+                        ? "SELECT name, steps, vals FROM series WHERE run_id = ?1 AND axis = ?2 "
+                          "AND name >= ?3 ORDER BY name, epoch"
+                        : "SELECT name, steps, vals FROM series WHERE run_id = ?1 AND axis = ?2 "
+                          "AND name >= ?3 AND name < ?4 ORDER BY name, epoch";
   Statement stmt(path_, db_, sql);
-  stmt.bind(1, run_id).bind(2, kind).bind(3, name_prefix);
+  stmt.bind(1, run_id).bind(2, to_string(axis)).bind(3, name_prefix);
   if (!upper.empty()) stmt.bind(4, upper);
   std::vector<ScalarPoint> out;
   while (stmt.step()) {
-    out.push_back({stmt.column_text(0), stmt.column_int(1), stmt.column_double(2)});
+    std::string name = stmt.column_text(0);
+    std::string what = "series '" + name + "' of " + run_text(run_id);
+    auto steps = decode_int64s(stmt.column_blob(1), path_, what);
+    auto vals = decode_doubles(stmt.column_blob(2), path_, what);
+    require(steps.size() == vals.size(), path_, what + ": steps and values differ in length");
+    for (size_t i = 0; i < steps.size(); ++i) out.push_back({name, steps[i], vals[i]});
+  }
+  // Rows are sorted within themselves and usually across epochs (global steps grow); a
+  // run that restarted its step count is put in step order here.
+  auto by_name_step = [](const ScalarPoint& a, const ScalarPoint& b) {
+    return a.name != b.name ? a.name < b.name : a.step < b.step;
+  };
+  if (!std::is_sorted(out.begin(), out.end(), by_name_step)) {
+    std::stable_sort(out.begin(), out.end(), by_name_step);
+  }
+  return out;
+}
+
+std::vector<ScalarPoint> Store::scalars(int64_t run_id, const std::string& axis,
+                                        const std::string& name_prefix) const {
+  return scalars(run_id, axis_from_string(axis), name_prefix);
+}
+
+std::vector<HistogramPoint> Store::histograms(int64_t run_id,
+                                              const std::string& name_prefix) const {
+  std::string upper = prefix_upper_bound(name_prefix);
+  std::string sql =
+      "SELECT name, axis, step, edges_id, scale, counts, count, nonfinite, min, max, mean, std "
+      "FROM histograms WHERE run_id = ?1 AND name >= ?2";
+  if (!upper.empty()) sql += " AND name < ?3";
+  sql += " ORDER BY name, axis, step";
+  Statement stmt(path_, db_, sql.c_str());
+  stmt.bind(1, run_id).bind(2, name_prefix);
+  if (!upper.empty()) stmt.bind(3, upper);
+  Statement edges_stmt(path_, db_, "SELECT edges FROM bin_edges WHERE id = ?1");
+  std::map<int64_t, std::vector<double>> edges_by_id;
+  std::vector<HistogramPoint> out;
+  while (stmt.step()) {
+    HistogramPoint p;
+    p.name = stmt.column_text(0);
+    p.axis = axis_from_string(stmt.column_text(1));
+    p.step = stmt.column_int(2);
+    std::string what = "histogram '" + p.name + "' of " + run_text(run_id);
+    int64_t edges_id = stmt.column_int(3);
+    auto it = edges_by_id.find(edges_id);
+    if (it == edges_by_id.end()) {
+      edges_stmt.bind(1, edges_id);
+      require(
+          edges_stmt.step(), path_,
+          what + ": bin edges " + std::to_string(edges_id) + " are missing (the store is damaged)");
+      it = edges_by_id.emplace(edges_id, decode_doubles(edges_stmt.column_blob(0), path_, what))
+               .first;
+      edges_stmt.reset();
+    }
+    Histogram& h = p.hist;
+    h.edges = it->second;
+    h.scale = stmt.column_text(4);
+    h.counts = decode_int64s(stmt.column_blob(5), path_, what);
+    h.count = stmt.column_int(6);
+    h.nonfinite = stmt.column_int(7);
+    h.min = stmt.column_double(8);
+    h.max = stmt.column_double(9);
+    h.mean = stmt.column_double(10);
+    h.std = stmt.column_double(11);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<std::string> Store::histogram_names(int64_t run_id) const {
+  Statement stmt(path_, db_,
+                 "SELECT DISTINCT name FROM histograms WHERE run_id = ?1 ORDER BY name");
+  stmt.bind(1, run_id);
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  return out;
+}
+
+std::vector<SurfaceRecord> Store::surfaces(int64_t run_id, const std::string& name) const {
+  Statement stmt(path_, db_,
+                 "SELECT name, epoch, json FROM artifacts WHERE run_id = ?1 AND kind = 'surface' "
+                 "AND (?2 = '' OR name = ?2) ORDER BY name, epoch");
+  stmt.bind(1, run_id).bind(2, name);
+  std::vector<SurfaceRecord> out;
+  while (stmt.step()) {
+    SurfaceRecord r;
+    r.name = stmt.column_text(0);
+    r.epoch = stmt.column_int(1);
+    std::string what = record_what("surface", r.name, run_id, r.epoch);
+    r.surface =
+        surface_from_json(parse_artifact(path_, stmt.column_text(2), what), path_ + ": " + what);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<MatrixRecord> Store::matrices(int64_t run_id, const std::string& name) const {
+  Statement stmt(path_, db_,
+                 "SELECT name, epoch, json FROM artifacts WHERE run_id = ?1 AND kind = 'matrix' "
+                 "AND (?2 = '' OR name = ?2) ORDER BY name, epoch");
+  stmt.bind(1, run_id).bind(2, name);
+  std::vector<MatrixRecord> out;
+  while (stmt.step()) {
+    MatrixRecord r;
+    r.name = stmt.column_text(0);
+    r.epoch = stmt.column_int(1);
+    std::string what = record_what("matrix", r.name, run_id, r.epoch);
+    r.matrix =
+        matrix_from_json(parse_artifact(path_, stmt.column_text(2), what), path_ + ": " + what);
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -463,32 +1063,13 @@ int64_t Store::epochs_done(int64_t run_id) const {
 void Store::truncate_from_epoch(int64_t run_id, int64_t from_epoch) {
   require_writable("truncate a run");
   Transaction tx(path_, db_);
-  Statement drop(path_, db_, "DELETE FROM scalars WHERE run_id = ?1 AND epoch >= ?2");
-  drop.bind(1, run_id).bind(2, from_epoch).run();
+  drop_from_epoch(path_, db_, run_id, from_epoch);
   Statement progress(path_, db_,
                      "UPDATE runs SET epochs_done = min(epochs_done, max(?2, 0)), "
                      "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1");
   progress.bind(1, run_id).bind(2, from_epoch).run();
   require(sqlite3_changes(db_) == 1, path_, "no run with id " + std::to_string(run_id));
   tx.commit();
-}
-
-void Store::put_artifact(int64_t run_id, const std::string& name, const nlohmann::json& value) {
-  require_writable("write an artifact");
-  Statement stmt(path_, db_,
-                 "INSERT INTO artifacts (run_id, name, json) VALUES (?1, ?2, ?3) "
-                 "ON CONFLICT (run_id, name) DO UPDATE SET json = excluded.json");
-  stmt.bind(1, run_id).bind(2, name).bind(3, value.dump()).run();
-}
-
-std::optional<nlohmann::json> Store::artifact(int64_t run_id, const std::string& name) const {
-  Statement stmt(path_, db_, "SELECT json FROM artifacts WHERE run_id = ?1 AND name = ?2");
-  stmt.bind(1, run_id).bind(2, name);
-  if (!stmt.step()) return std::nullopt;
-  auto parsed = nlohmann::json::parse(stmt.column_text(0), nullptr, /*allow_exceptions=*/false);
-  require(!parsed.is_discarded(), path_,
-          "artifact '" + name + "' of run " + std::to_string(run_id) + " is not valid JSON");
-  return parsed;
 }
 
 void Store::set_meta(const std::string& key, const std::string& value) {
