@@ -5,24 +5,26 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
 #include "core/files.h"
 #include "report/assets.h"
 #include "report/seed_stats.h"
+#include "store/metric_names.h"
 #include "store/store.h"
 
 namespace normlab::report {
 namespace {
 
 using nlohmann::json;
+using store::Axis;
+using store::HistogramPoint;
 using store::RunRecord;
 using store::RunStatus;
 
@@ -32,17 +34,20 @@ constexpr size_t kMaxPointsPerTrace = 500;
 // Per-layer traces are many (one per layer per configuration); fewer points keep the file at
 // a few MB for a ResNet-sized grid.
 constexpr size_t kMaxPointsPerLayerTrace = 150;
+// A heatmap column per step of a 50-epoch study would be 25k columns per layer; columns
+// are averaged over buckets down to this many.
+constexpr size_t kMaxHistogramColumns = 200;
 // Significant digits kept for plotted values (the table prints from full precision).
 constexpr int kPlotDigits = 5;
 
-// The curves drawn over epochs, and the order metrics appear in the final table.
+// The curves drawn over epochs; the final table's order is metric::kReportOrder.
 const std::vector<std::string> kCurveMetrics = {"val/acc", "val/loss", "train/loss", "train/acc"};
-const std::vector<std::string> kMetricOrder = {"val/acc",   "val/loss",     "test/acc",
-                                               "test/loss", "val/macro_f1", "test/macro_f1",
-                                               "train/acc", "train/loss"};
-const std::string kRankMetric = "val/acc";
-const std::string kGradTotal = "grad_norm/total";
+const std::string& kRankMetric = store::metric::kRank;
+const std::string& kGradTotal = store::metric::kGradNormTotal;
 const std::string kGradPrefix = "grad_norm/";
+// The matrix drawn for the best configuration, and the family it falls back to.
+const std::string kConfusion = "confusion/val";
+const std::string kConfusionPrefix = "confusion/";
 
 using Series = std::vector<std::pair<int64_t, double>>;  // (step or epoch, value), by step
 
@@ -158,7 +163,9 @@ std::vector<Group> load_groups(const store::Store& db, const std::vector<RunReco
     g.status_counts[run.status]++;
     if (run.status == RunStatus::kFailed) continue;
     RunData data{run, {}};
-    for (auto& p : db.scalars(run.id, "epoch")) data.epoch[p.name].emplace_back(p.step, p.value);
+    for (auto& p : db.scalars(run.id, Axis::kEpoch)) {
+      data.epoch[p.name].emplace_back(p.step, p.value);
+    }
     g.runs.push_back(std::move(data));
   }
   for (auto& g : groups) {
@@ -187,7 +194,7 @@ std::vector<std::string> table_metrics(const std::vector<Group>& groups) {
     for (const auto& [name, stats] : g.final_stats) names.insert(name);
   }
   std::vector<std::string> out;
-  for (const auto& name : kMetricOrder) {
+  for (const auto& name : store::metric::kReportOrder) {
     if (names.erase(name) > 0) out.push_back(name);
   }
   out.insert(out.end(), names.begin(), names.end());
@@ -309,7 +316,7 @@ json grad_total(const store::Store& db, const std::vector<Group>& groups) {
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     std::map<int64_t, std::pair<double, size_t>> by_step;
     for (const auto& run : groups[gi].runs) {
-      for (const auto& p : db.scalars(run.record.id, "step", kGradTotal)) {
+      for (const auto& p : db.scalars(run.record.id, Axis::kStep, kGradTotal)) {
         if (p.name != kGradTotal) continue;
         auto& acc = by_step[p.step];
         acc.first += p.value;
@@ -334,7 +341,7 @@ json grad_layers(const store::Store& db, const std::vector<Group>& groups) {
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     for (const auto& run : groups[gi].runs) {
       std::map<std::string, std::vector<std::pair<double, double>>> layers;
-      for (const auto& p : db.scalars(run.record.id, "step", kGradPrefix)) {
+      for (const auto& p : db.scalars(run.record.id, Axis::kStep, kGradPrefix)) {
         if (p.name == kGradTotal) continue;
         layers[p.name.substr(kGradPrefix.size())].emplace_back(static_cast<double>(p.step),
                                                                p.value);
@@ -352,40 +359,271 @@ json grad_layers(const store::Store& db, const std::vector<Group>& groups) {
   return out;
 }
 
-// Loss landscapes: artifact {"alphas": [A], "betas": [B], "loss": [A][B]} with
-// loss[i][j] = L(theta + alphas[i] d1 + betas[j] d2). Plotly's contour wants z[y][x], so z is
-// the transpose with x = alphas, y = betas.
-json landscapes(const store::Store& db, const std::vector<Group>& groups,
+// The first run of a configuration (by seed) for which `has` is true, or nullptr.
+template <typename Has>
+const RunData* first_run_with(const Group& g, Has has) {
+  for (const auto& run : g.runs) {
+    if (has(run)) return &run;
+  }
+  return nullptr;
+}
+
+// ---- histograms ----
+
+// "<family>/<stage>/<item>" when the name has 3+ components and the second is "pre" or
+// "post" (e.g. grad_hist/pre/features.3.0.weight: before and after clipping), else
+// "<family>/<item>" (e.g. weight_hist/head.0); a name without '/' is a family of one.
+struct HistogramName {
+  std::string family, stage, item;
+};
+
+HistogramName split_histogram_name(const std::string& name) {
+  auto first = name.find('/');
+  if (first == std::string::npos) return {name, "", ""};
+  auto second = name.find('/', first + 1);
+  if (second != std::string::npos) {
+    std::string stage = name.substr(first + 1, second - first - 1);
+    if (stage == "pre" || stage == "post") {
+      return {name.substr(0, first), stage, name.substr(second + 1)};
+    }
+  }
+  return {name.substr(0, first), "", name.substr(first + 1)};
+}
+
+// Stages in drawing order: pre left of post, unstaged names last.
+int stage_rank(const std::string& stage) { return stage == "pre" ? 0 : stage == "post" ? 1 : 2; }
+
+std::string y_label(const std::string& scale) {
+  return scale == "log10" ? "log10 |value|" : "value";
+}
+
+// Bin counts mapped onto `edges` (bins + 1): a point whose edges differ has each bin's
+// count moved to the target bin holding that bin's centre (first/last bins stay open-ended).
+std::vector<double> rebin(const store::Histogram& h, const std::vector<double>& edges) {
+  std::vector<double> out(edges.size() - 1, 0.0);
+  for (size_t b = 0; b < h.counts.size(); ++b) {
+    double centre = 0.5 * (h.edges[b] + h.edges[b + 1]);
+    auto it = std::upper_bound(edges.begin(), edges.end(), centre);
+    size_t target = it == edges.begin() ? 0 : static_cast<size_t>(it - edges.begin()) - 1;
+    out[std::min(target, out.size() - 1)] += static_cast<double>(h.counts[b]);
+  }
+  return out;
+}
+
+// One histogram name over time as a heatmap: x = step or epoch, y = bin centre, z (bins,
+// columns) = the fraction of the column's finite values in each bin (null: no values).
+// `points` are one name's, ordered by axis then step (Store::histograms' order).
+json histogram_heatmap(const std::string& run_name, const std::string& name,
+                       const std::vector<const HistogramPoint*>& all,
+                       std::vector<std::string>* notes) {
+  // A name recorded on both axes is drawn on the one with more points.
+  size_t per_step = 0;
+  for (const auto* p : all) per_step += p->axis == Axis::kStep ? 1 : 0;
+  Axis axis = per_step > all.size() - per_step ? Axis::kStep : Axis::kEpoch;
+  std::vector<const HistogramPoint*> points;
+  for (const auto* p : all) {
+    if (p->axis == axis) points.push_back(p);
+  }
+  if (points.size() < all.size()) {
+    notes->push_back("histogram " + name + " of run " + run_name + ": drawn per " +
+                     store::to_string(axis) + "; its per-" +
+                     store::to_string(axis == Axis::kStep ? Axis::kEpoch : Axis::kStep) +
+                     " points are not shown");
+  }
+
+  for (const auto* p : points) {
+    try {
+      store::validate(p->hist, name);
+    } catch (const Error& e) {
+      notes->push_back("histogram " + name + " of run " + run_name + " skipped: " + e.what());
+      return nullptr;
+    }
+  }
+  const std::string& scale = points.front()->hist.scale;
+  std::vector<double> edges = points.front()->hist.edges;
+  bool same_edges = true;
+  for (const auto* p : points) {
+    if (p->hist.scale != scale) {
+      notes->push_back("histogram " + name + " of run " + run_name +
+                       " skipped: its scale changes over time (" + scale + ", " + p->hist.scale +
+                       ")");
+      return nullptr;
+    }
+    same_edges = same_edges && p->hist.edges == edges;
+  }
+  if (!same_edges) {
+    // A common grid over the union of the ranges, as fine as the finest point's bins.
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -lo;
+    size_t bins = 0;
+    for (const auto* p : points) {
+      lo = std::min(lo, p->hist.edges.front());
+      hi = std::max(hi, p->hist.edges.back());
+      bins = std::max(bins, p->hist.counts.size());
+    }
+    edges.resize(bins + 1);
+    for (size_t b = 0; b <= bins; ++b) {
+      edges[b] = lo + (hi - lo) * static_cast<double>(b) / static_cast<double>(bins);
+    }
+    notes->push_back("histogram " + name + " of run " + run_name +
+                     ": bin edges change over time; re-binned onto " + std::to_string(bins) +
+                     " equal bins");
+  }
+  const size_t bins = edges.size() - 1;
+
+  // Columns (fractions per bin), averaged over buckets of consecutive points.
+  std::vector<std::pair<double, std::vector<double>>> columns;
+  for (const auto* p : points) {
+    std::vector<double> counts = rebin(p->hist, edges);
+    double total = 0;
+    for (double c : counts) total += c;
+    std::vector<double> fractions(bins, std::numeric_limits<double>::quiet_NaN());
+    if (total > 0) {
+      for (size_t b = 0; b < bins; ++b) fractions[b] = counts[b] / total;
+    }
+    columns.emplace_back(static_cast<double>(p->step), std::move(fractions));
+  }
+  size_t bucket =
+      std::max<size_t>(1, (columns.size() + kMaxHistogramColumns - 1) / kMaxHistogramColumns);
+  json x = json::array();
+  std::vector<json> rows(bins, json::array());
+  for (size_t i = 0; i < columns.size(); i += bucket) {
+    size_t end = std::min(columns.size(), i + bucket);
+    double sx = 0;
+    std::vector<double> sum(bins, 0.0);
+    size_t filled = 0;
+    for (size_t j = i; j < end; ++j) {
+      sx += columns[j].first;
+      if (std::isnan(columns[j].second[0])) continue;
+      ++filled;
+      for (size_t b = 0; b < bins; ++b) sum[b] += columns[j].second[b];
+    }
+    x.push_back(plot_value(sx / static_cast<double>(end - i)));
+    for (size_t b = 0; b < bins; ++b) {
+      rows[b].push_back(filled > 0 ? plot_value(sum[b] / static_cast<double>(filled))
+                                   : json(nullptr));
+    }
+  }
+  json y = json::array();
+  for (size_t b = 0; b < bins; ++b) y.push_back(plot_value(0.5 * (edges[b] + edges[b + 1])));
+  return {{"name", name},
+          {"axis", store::to_string(axis)},
+          {"scale", scale},
+          {"y_label", y_label(scale)},
+          {"x", std::move(x)},
+          {"y", std::move(y)},
+          {"z", json(std::move(rows))}};
+}
+
+// Largest finite value of a heatmap's z (0 when it has none).
+double z_max(const json& plot) {
+  double out = 0;
+  for (const auto& row : plot["z"]) {
+    for (const auto& v : row) {
+      if (v.is_number()) out = std::max(out, v.get<double>());
+    }
+  }
+  return out;
+}
+
+// Histogram panels: one per family and configuration (its first seed that recorded
+// histograms), each listing the family's items with one heatmap per stage.
+json histograms(const store::Store& db, const std::vector<Group>& groups,
                 std::vector<std::string>* notes) {
+  // family -> panels in configuration order
+  std::map<std::string, json> by_family;
+  for (const auto& g : groups) {
+    const RunData* run = first_run_with(
+        g, [&](const RunData& r) { return !db.histogram_names(r.record.id).empty(); });
+    if (run == nullptr) continue;
+    // family -> item -> stage rank -> histogram name
+    std::map<std::string, std::map<std::string, std::map<int, std::string>>> layout;
+    std::map<std::string, std::vector<const HistogramPoint*>> by_name;
+    auto points = db.histograms(run->record.id);
+    for (const auto& p : points) by_name[p.name].push_back(&p);
+    for (const auto& [name, list] : by_name) {
+      HistogramName n = split_histogram_name(name);
+      layout[n.family][n.item][stage_rank(n.stage)] = name;
+    }
+    for (const auto& [family, items] : layout) {
+      std::set<int> ranks;
+      for (const auto& [item, stages] : items) {
+        for (const auto& [rank, name] : stages) ranks.insert(rank);
+      }
+      json stage_names = json::array();
+      for (int rank : ranks) stage_names.push_back(rank == 0 ? "pre" : rank == 1 ? "post" : "");
+      json item_list = json::array();
+      for (const auto& [item, stages] : items) {
+        json plots = json::array();
+        double zmax = 0;
+        for (const auto& [rank, name] : stages) {
+          json plot = histogram_heatmap(run->record.name, name, by_name[name], notes);
+          if (plot.is_null()) continue;
+          plot["stage"] = rank == 0 ? "pre" : rank == 1 ? "post" : "";
+          zmax = std::max(zmax, z_max(plot));
+          plots.push_back(std::move(plot));
+        }
+        if (plots.empty()) continue;
+        // One colour scale per item, shared by its pre and post plots.
+        item_list.push_back(
+            {{"name", item.empty() ? family : item}, {"zmax", plot_value(zmax)}, {"plots", plots}});
+      }
+      if (item_list.empty()) continue;
+      by_family[family].push_back({{"family", family},
+                                   {"group", g.name},
+                                   {"run", run->record.name},
+                                   {"stages", stage_names},
+                                   {"items", item_list}});
+    }
+  }
+  json out = json::array();
+  for (auto& [family, panels] : by_family) {
+    for (auto& panel : panels) out.push_back(std::move(panel));
+  }
+  return out;
+}
+
+// ---- surfaces and matrices ----
+
+json plot_rows(const std::vector<std::vector<double>>& rows) {
+  json out = json::array();
+  for (const auto& row : rows) {
+    json r = json::array();
+    for (double v : row) r.push_back(plot_value(v));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Surfaces of the first seed of each configuration that recorded any, the last epoch of
+// each name. z is (Y, X) with z[i][j] = f(x[j], y[i]): Plotly's layout, passed as stored.
+json surfaces(const store::Store& db, const std::vector<Group>& groups,
+              std::vector<std::string>* notes) {
   json out = json::array();
   for (const auto& g : groups) {
     for (const auto& run : g.runs) {
-      auto artifact = db.artifact(run.record.id, "landscape");
-      if (!artifact) continue;
+      std::vector<store::SurfaceRecord> records;
       try {
-        auto alphas = artifact->at("alphas").get<std::vector<double>>();
-        auto betas = artifact->at("betas").get<std::vector<double>>();
-        auto loss = artifact->at("loss").get<std::vector<std::vector<double>>>();
-        bool ok = loss.size() == alphas.size();
-        for (const auto& row : loss) ok = ok && row.size() == betas.size();
-        if (!ok) {
-          notes->push_back("landscape of run " + run.record.name +
-                           " skipped: loss is not alphas x betas");
-          break;
-        }
-        json z = json::array();
-        for (size_t j = 0; j < betas.size(); ++j) {
-          json row = json::array();
-          for (size_t i = 0; i < alphas.size(); ++i) row.push_back(plot_value(loss[i][j]));
-          z.push_back(row);
-        }
-        out.push_back({{"group", g.name},
+        records = db.surfaces(run.record.id);
+      } catch (const Error& e) {
+        notes->push_back("surfaces of run " + run.record.name + " skipped: " + e.what());
+        break;
+      }
+      if (records.empty()) continue;
+      std::map<std::string, const store::SurfaceRecord*> last;  // ordered by name, epoch
+      for (const auto& r : records) last[r.name] = &r;
+      for (const auto& [name, r] : last) {
+        const store::Surface& s = r->surface;
+        out.push_back({{"name", name},
+                       {"group", g.name},
                        {"run", run.record.name},
-                       {"alphas", alphas},
-                       {"betas", betas},
-                       {"z", z}});
-      } catch (const json::exception& e) {
-        notes->push_back("landscape of run " + run.record.name + " skipped: " + e.what());
+                       {"epoch", r->epoch},
+                       {"x_label", s.x_label},
+                       {"y_label", s.y_label},
+                       {"z_label", s.z_label},
+                       {"x", s.x},
+                       {"y", s.y},
+                       {"z", plot_rows(s.z)}});
       }
       break;
     }
@@ -393,27 +631,36 @@ json landscapes(const store::Store& db, const std::vector<Group>& groups,
   return out;
 }
 
-// Confusion matrix {"labels": [K], "matrix": [K][K]} (rows = true class, columns =
-// predicted) of the first seed of the best configuration.
+// The confusion matrix (rows = true class, columns = predicted) of the first seed of the
+// best configuration: "confusion/val", else the first "confusion/*" by name; last epoch.
 json confusion(const store::Store& db, const std::vector<Group>& groups, int best,
                std::vector<std::string>* notes) {
   if (best < 0) return nullptr;
   const Group& g = groups[static_cast<size_t>(best)];
   for (const auto& run : g.runs) {
-    auto artifact = db.artifact(run.record.id, "confusion");
-    if (!artifact) continue;
+    std::vector<store::MatrixRecord> records;
     try {
-      auto labels = artifact->at("labels");
-      auto matrix = artifact->at("matrix").get<std::vector<std::vector<double>>>();
-      json labels_text = json::array();
-      for (const auto& l : labels)
-        labels_text.push_back(l.is_string() ? l.get<std::string>() : l.dump());
-      return {
-          {"group", g.name}, {"run", run.record.name}, {"labels", labels_text}, {"matrix", matrix}};
-    } catch (const json::exception& e) {
+      records = db.matrices(run.record.id, kConfusion);
+      if (records.empty()) {
+        for (auto& m : db.matrices(run.record.id)) {
+          if (m.name.rfind(kConfusionPrefix, 0) != 0) continue;
+          if (!records.empty() && m.name != records.front().name) break;
+          records.push_back(std::move(m));
+        }
+      }
+    } catch (const Error& e) {
       notes->push_back("confusion matrix of run " + run.record.name + " skipped: " + e.what());
       return nullptr;
     }
+    if (records.empty()) continue;
+    const store::MatrixRecord& m = records.back();
+    return {{"group", g.name},
+            {"run", run.record.name},
+            {"name", m.name},
+            {"epoch", m.epoch},
+            {"labels", m.matrix.column_labels},
+            {"row_labels", m.matrix.row_labels},
+            {"matrix", plot_rows(m.matrix.values)}};
   }
   return nullptr;
 }
@@ -462,6 +709,9 @@ th { background: #f3f3f3; }
 tr.best td { background: #eef7ee; }
 .ci { color: #666; font-size: 12px; }
 .plot { width: 100%; height: 420px; }
+.plot-row { display: flex; gap: 8px; }
+.plot-row .plot { flex: 1; min-width: 0; }
+.hist-panel { margin: 1em 0 2em; }
 pre { white-space: pre-wrap; margin: 0; }
 .note { color: #555; }
 )css";
@@ -525,16 +775,44 @@ constexpr const char* kRenderScript = R"js(
     }, config);
   }
 
-  data.landscapes.forEach(function (l, k) {
-    Plotly.newPlot('landscape-' + k, [{type: 'contour', x: l.alphas, y: l.betas, z: l.z,
-                                       colorscale: 'Viridis', contours: {coloring: 'heatmap'}}],
-                   {title: 'loss landscape: ' + l.run, xaxis: {title: 'alpha'},
-                    yaxis: {title: 'beta'}}, config);
+  // One panel per histogram family and configuration: the <select> picks the item (layer);
+  // its stages (pre/post clipping) are drawn side by side on one colour scale.
+  data.histograms.forEach(function (panel, k) {
+    var select = document.getElementById('hist-' + k + '-select');
+    function draw() {
+      var item = panel.items[Number(select.value) || 0];
+      panel.stages.forEach(function (stage, s) {
+        var div = document.getElementById('hist-' + k + '-' + s);
+        var plot = null;
+        item.plots.forEach(function (p) { if (p.stage === stage) plot = p; });
+        if (plot === null) {
+          Plotly.purge(div);
+          div.style.display = 'none';
+          return;
+        }
+        div.style.display = '';
+        Plotly.react(div, [{type: 'heatmap', x: plot.x, y: plot.y, z: plot.z, zmin: 0,
+                            zmax: item.zmax > 0 ? item.zmax : 1, colorscale: 'Viridis',
+                            colorbar: {title: 'fraction'}}],
+                     {title: plot.name,
+                      xaxis: {title: plot.axis}, yaxis: {title: plot.y_label}}, config);
+      });
+    }
+    select.addEventListener('change', draw);
+    draw();
+  });
+
+  data.surfaces.forEach(function (s, k) {
+    Plotly.newPlot('surface-' + k, [{type: 'contour', x: s.x, y: s.y, z: s.z,
+                                     colorscale: 'Viridis', contours: {coloring: 'heatmap'},
+                                     colorbar: {title: s.z_label}}],
+                   {title: s.name + ': ' + s.run + ' (epoch ' + s.epoch + ')',
+                    xaxis: {title: s.x_label}, yaxis: {title: s.y_label}}, config);
   });
 
   if (data.confusion) {
     var m = data.confusion;
-    Plotly.newPlot('confusion', [{type: 'heatmap', x: m.labels, y: m.labels, z: m.matrix,
+    Plotly.newPlot('confusion', [{type: 'heatmap', x: m.labels, y: m.row_labels, z: m.matrix,
                                   colorscale: 'Blues'}],
                    {title: 'confusion matrix: ' + m.run, xaxis: {title: 'predicted'},
                     yaxis: {title: 'true', autorange: 'reversed'}}, config);
@@ -550,6 +828,74 @@ std::string plot_divs(const std::string& prefix, size_t count) {
   return out;
 }
 
+// The histogram panels' HTML: a heading, the item <select> (options rendered here, so the
+// list reads without JavaScript) and one plot per stage in a row.
+std::string histogram_sections(const json& panels) {
+  std::ostringstream html;
+  std::string family;
+  for (size_t k = 0; k < panels.size(); ++k) {
+    const json& p = panels[k];
+    if (p["family"] != family) {
+      family = p["family"].get<std::string>();
+      html << "<h3>" << html_escape(family) << "</h3>\n";
+    }
+    std::string id = "hist-" + std::to_string(k);
+    html << "<div class=\"hist-panel\"><h4>" << html_escape(p["group"].get<std::string>())
+         << " <span class=\"note\">(" << html_escape(p["run"].get<std::string>())
+         << ")</span></h4>\n<label>item <select id=\"" << id << "-select\">";
+    for (size_t i = 0; i < p["items"].size(); ++i) {
+      html << "<option value=\"" << i << "\">"
+           << html_escape(p["items"][i]["name"].get<std::string>()) << "</option>";
+    }
+    html << "</select></label>\n<div class=\"plot-row\">";
+    for (size_t s = 0; s < p["stages"].size(); ++s) {
+      html << "<div class=\"plot\" id=\"" << id << "-" << s << "\"></div>";
+    }
+    html << "</div></div>\n";
+  }
+  return html.str();
+}
+
+// Everything the page shows, read once from the store.
+struct Study {
+  std::vector<RunRecord> runs;
+  std::vector<std::pair<std::string, std::string>> meta;
+  std::vector<Group> groups;      // compared
+  std::vector<Group> aux_groups;  // listed only
+  int best = -1;
+  json data;
+  std::vector<std::string> notes;
+};
+
+Study load_study(const store::Store& db) {
+  Study study;
+  study.runs = db.runs();
+  study.meta = db.all_meta();
+  // Auxiliary groups (e.g. the pretraining run, trained on another task) are listed but
+  // kept out of the comparison: their metrics are not comparable with the grid's.
+  std::set<std::string> auxiliary;
+  for (const auto& [key, value] : study.meta) {
+    if (key != "auxiliary_groups") continue;
+    json names = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (names.is_array()) {
+      for (const auto& n : names) {
+        if (n.is_string()) auxiliary.insert(n.get<std::string>());
+      }
+    }
+  }
+  for (auto& g : load_groups(db, study.runs)) {
+    (auxiliary.count(g.name) > 0 ? study.aux_groups : study.groups).push_back(std::move(g));
+  }
+  study.best = best_group(study.groups);
+  study.data = {{"curves", epoch_curves(study.groups)},
+                {"grad_total", grad_total(db, study.groups)},
+                {"grad_layers", grad_layers(db, study.groups)},
+                {"histograms", histograms(db, study.groups, &study.notes)},
+                {"surfaces", surfaces(db, study.groups, &study.notes)},
+                {"confusion", confusion(db, study.groups, study.best, &study.notes)}};
+  return study;
+}
+
 }  // namespace
 
 void write_html_report(const ReportOptions& options) {
@@ -562,32 +908,10 @@ void write_html_report(const ReportOptions& options) {
   read_only.read_only = true;
   auto db = store::Store::open(options.store_path, read_only);
   std::string title = study_title(options, *db);
-  auto runs = db->runs();
-  auto meta = db->all_meta();
-  // Auxiliary groups (e.g. the pretraining run, trained on another task) are listed but
-  // kept out of the comparison: their metrics are not comparable with the grid's.
-  std::set<std::string> auxiliary;
-  for (const auto& [key, value] : meta) {
-    if (key != "auxiliary_groups") continue;
-    json names = json::parse(value, nullptr, /*allow_exceptions=*/false);
-    if (names.is_array()) {
-      for (const auto& n : names) {
-        if (n.is_string()) auxiliary.insert(n.get<std::string>());
-      }
-    }
-  }
-  std::vector<Group> groups, aux_groups;
-  for (auto& g : load_groups(*db, runs)) {
-    (auxiliary.count(g.name) > 0 ? aux_groups : groups).push_back(std::move(g));
-  }
-  int best = best_group(groups);
-
-  std::vector<std::string> notes;
-  json data = {{"curves", epoch_curves(groups)},
-               {"grad_total", grad_total(*db, groups)},
-               {"grad_layers", grad_layers(*db, groups)},
-               {"landscapes", landscapes(*db, groups, &notes)},
-               {"confusion", confusion(*db, groups, best, &notes)}};
+  Study study = load_study(*db);
+  const auto& runs = study.runs;
+  const auto& groups = study.groups;
+  const json& data = study.data;
 
   std::map<RunStatus, size_t> totals;
   for (const auto& run : runs) totals[run.status]++;
@@ -613,11 +937,11 @@ void write_html_report(const ReportOptions& options) {
        << "(Student t, n&minus;1 degrees of freedom). A configuration whose " << kRankMetric
        << " interval overlaps the best one's is <em>not distinguishable from best</em>: the "
        << "difference is within seed-to-seed spread.</p>\n"
-       << final_table(groups, best);
-  if (!aux_groups.empty()) {
+       << final_table(groups, study.best);
+  if (!study.aux_groups.empty()) {
     html << "<h3>Auxiliary runs</h3>\n<p class=\"note\">Not part of the comparison (e.g. "
          << "pretraining on the source task).</p>\n"
-         << final_table(aux_groups, -1);
+         << final_table(study.aux_groups, -1);
   }
 
   const auto& curves = data["curves"];
@@ -636,28 +960,46 @@ void write_html_report(const ReportOptions& options) {
     if (!data["grad_layers"].empty()) html << "<div class=\"plot\" id=\"grad-layers\"></div>\n";
   }
 
-  if (!data["landscapes"].empty()) {
-    html << "<h2>Loss landscapes</h2>\n<p class=\"note\">First seed of each configuration.</p>\n"
-         << plot_divs("landscape-", data["landscapes"].size());
+  if (!data["histograms"].empty()) {
+    html << "<h2>Histograms</h2>\n<p class=\"note\">First seed of each configuration. Each "
+         << "column is one histogram (per step or per epoch), normalised to the fraction of its "
+         << "finite values per bin; at most " << kMaxHistogramColumns << " columns (consecutive "
+         << "ones averaged). <em>pre</em> and <em>post</em> (e.g. before and after gradient "
+         << "clipping) share a colour scale.</p>\n"
+         << histogram_sections(data["histograms"]);
+  }
+  if (!data["surfaces"].empty()) {
+    html << "<h2>Surfaces</h2>\n<p class=\"note\">Loss landscapes and other functions of two "
+         << "variables: the last recorded epoch, first seed of each configuration.</p>\n"
+         << plot_divs("surface-", data["surfaces"].size());
   }
   if (!data["confusion"].is_null()) {
     html << "<h2>Confusion matrix of the best configuration ("
          << html_escape(data["confusion"]["group"].get<std::string>()) << ")</h2>\n"
+         << "<p class=\"note\">" << html_escape(data["confusion"]["name"].get<std::string>())
+         << " of " << html_escape(data["confusion"]["run"].get<std::string>())
+         << ": rows are the true class, columns the predicted one.</p>\n"
          << "<div class=\"plot\" id=\"confusion\"></div>\n";
   }
 
   html << "<h2>Failed runs</h2>\n" << failed_table(runs);
-  if (!notes.empty()) {
+  if (!study.notes.empty()) {
     html << "<h2>Notes</h2>\n<ul>\n";
-    for (const auto& n : notes) html << "<li>" << html_escape(n) << "</li>\n";
+    for (const auto& n : study.notes) html << "<li>" << html_escape(n) << "</li>\n";
     html << "</ul>\n";
   }
-  html << "<h2>Study metadata</h2>\n" << meta_table(meta);
+  html << "<h2>Study metadata</h2>\n" << meta_table(study.meta);
 
   html << "<script type=\"application/json\" id=\"normlab-data\">" << json_for_script(data)
        << "</script>\n<script>" << escape_script_text(kRenderScript) << "</script>\n"
        << "</body>\n</html>\n";
   write_file_atomic(options.output_path, html.str());
+}
+
+json report_data(const store::Store& db, std::vector<std::string>* notes) {
+  Study study = load_study(db);
+  if (notes != nullptr) notes->insert(notes->end(), study.notes.begin(), study.notes.end());
+  return std::move(study.data);
 }
 
 }  // namespace normlab::report

@@ -21,9 +21,13 @@ namespace normlab::report {
 namespace {
 
 namespace fs = std::filesystem;
+using store::Axis;
+using store::EpochRecords;
+using store::Histogram;
 using store::RunStatus;
 using store::ScalarPoint;
 using store::Store;
+using store::Surface;
 
 size_t count(const std::string& text, const std::string& needle) {
   size_t n = 0;
@@ -72,19 +76,19 @@ class ReportTest : public ::testing::Test {
     auto run = db.upsert_run(group + ",seed=" + std::to_string(seed), group, config, seed);
     for (int64_t e = 0; e < kEpochs; ++e) {
       double acc = final_acc - 0.1 * static_cast<double>(kEpochs - 1 - e);
-      std::vector<ScalarPoint> steps;
+      EpochRecords records;
       for (int64_t s = 0; s < kStepsPerEpoch; ++s) {
         int64_t step = e * kStepsPerEpoch + s;
-        steps.push_back({"grad_norm/total", step, 1.0 + static_cast<double>(seed)});
-        steps.push_back({"grad_norm/fc.weight", step, 0.5});
-        steps.push_back({"grad_norm/conv1.weight", step, 0.25});
+        records.step_scalars.push_back({"grad_norm/total", step, 1.0 + static_cast<double>(seed)});
+        records.step_scalars.push_back({"grad_norm/fc.weight", step, 0.5});
+        records.step_scalars.push_back({"grad_norm/conv1.weight", step, 0.25});
       }
-      db.write_epoch(run.id, e, steps,
-                     {{"val/acc", e, acc},
-                      {"val/loss", e, 2.0 - acc},
-                      {"train/acc", e, acc + 0.05},
-                      {"train/loss", e, 1.9 - acc},
-                      {"test/acc", e, acc - 0.01}});
+      records.epoch_scalars = {{"val/acc", e, acc},
+                               {"val/loss", e, 2.0 - acc},
+                               {"train/acc", e, acc + 0.05},
+                               {"train/loss", e, 1.9 - acc},
+                               {"test/acc", e, acc - 0.01}};
+      db.write_epoch(run.id, e, records);
     }
     db.set_status(run.id, status, "", 12.5);
     return run.id;
@@ -108,12 +112,31 @@ class ReportTest : public ::testing::Test {
     auto failed = db->upsert_run("norm=none,seed=1", "norm=none", R"({"norm":"none"})", 1);
     db->set_status(failed.id, RunStatus::kFailed, "loss is <b>NaN</b> at step 12", 1.0);
 
-    db->put_artifact(bn1, "landscape",
-                     {{"alphas", {-1.0, 0.0, 1.0}},
-                      {"betas", {-0.5, 0.5}},
-                      {"loss", {{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0}}}});
-    db->put_artifact(bn1, "confusion",
-                     {{"labels", {"sandal", "shirt"}}, {"matrix", {{9, 1}, {2, 8}}}});
+    // Final evaluation, after the last epoch: a non-square landscape and the confusion matrix.
+    EpochRecords final_eval;
+    final_eval.surfaces.push_back({"landscape", kEpochs - 1, non_square_landscape()});
+    store::Matrix confusion;
+    confusion.row_labels = confusion.column_labels = {"sandal", "shirt"};
+    confusion.values = {{9, 1}, {2, 8}};
+    final_eval.matrices.push_back({"confusion/val", kEpochs - 1, confusion});
+    db->put_records(bn1, kEpochs - 1, final_eval);
+  }
+
+  // 3 x values, 2 y values: z[i][j] = f(x[j], y[i]) = 10 * y[i] + x[j], so a transposed or
+  // flattened grid cannot pass for the stored one.
+  static Surface non_square_landscape() {
+    Surface s;
+    s.x_label = "alpha";
+    s.y_label = "beta";
+    s.z_label = "loss";
+    s.x = {-1.0, 0.0, 1.0};
+    s.y = {-0.5, 0.5};
+    for (double y : s.y) {
+      std::vector<double> row;
+      for (double x : s.x) row.push_back(10 * y + x);
+      s.z.push_back(row);
+    }
+    return s;
   }
 
   ReportOptions options() const { return {store_path_, out_path_, ""}; }
@@ -203,16 +226,252 @@ TEST_F(ReportTest, WritesSelfContainedReport) {
   ASSERT_EQ(data["grad_layers"][0]["layers"].size(), 2u);
   EXPECT_EQ(data["grad_layers"][0]["layers"][0]["name"], "conv1.weight");
 
-  ASSERT_EQ(data["landscapes"].size(), 1u);
-  // z[y = beta][x = alpha], transposed from loss[alpha][beta].
-  EXPECT_EQ(data["landscapes"][0]["z"], nlohmann::json({{1.0, 3.0, 5.0}, {2.0, 4.0, 6.0}}));
+  ASSERT_EQ(data["surfaces"].size(), 1u);
+  const auto& land = data["surfaces"][0];
+  EXPECT_EQ(land["name"], "landscape");
+  EXPECT_EQ(land["run"], "norm=bn,seed=1");
+  EXPECT_EQ(land["epoch"], kEpochs - 1);
+  EXPECT_EQ(land["x_label"], "alpha");
+  EXPECT_EQ(land["y_label"], "beta");
+  EXPECT_EQ(land["z_label"], "loss");
+  // (Y, X) exactly as stored: row i is y[i], column j is x[j].
+  EXPECT_EQ(land["x"], nlohmann::json({-1.0, 0.0, 1.0}));
+  EXPECT_EQ(land["y"], nlohmann::json({-0.5, 0.5}));
+  EXPECT_EQ(land["z"], nlohmann::json({{-6.0, -5.0, -4.0}, {4.0, 5.0, 6.0}}));
   EXPECT_EQ(data["confusion"]["group"], "norm=bn");
+  EXPECT_EQ(data["confusion"]["name"], "confusion/val");
   EXPECT_EQ(data["confusion"]["labels"][1], "shirt");
+  EXPECT_EQ(data["confusion"]["row_labels"][0], "sandal");
+  EXPECT_EQ(data["confusion"]["matrix"], nlohmann::json({{9.0, 1.0}, {2.0, 8.0}}));
+  EXPECT_TRUE(data["histograms"].empty());
+  // The same data, from the function the page is built with.
+  EXPECT_EQ(report_data(*Store::open(store_path_, {/*read_only=*/true})), data);
   EXPECT_NE(html.find("Confusion matrix of the best configuration (norm=bn)"), std::string::npos);
 
   // Metadata, with long values folded.
   EXPECT_NE(html.find("<th>study_name</th><td>s0 test study</td>"), std::string::npos);
   EXPECT_NE(html.find("[study]\nname = &quot;s0&quot;"), std::string::npos);
+}
+
+Histogram hist(const std::string& scale, std::vector<double> edges, std::vector<int64_t> counts) {
+  Histogram h;
+  h.scale = scale;
+  h.edges = std::move(edges);
+  h.counts = std::move(counts);
+  for (int64_t c : h.counts) h.count += c;
+  return h;
+}
+
+// Per-epoch gradient histograms before/after clipping, a weight histogram per step, and a
+// family whose bin edges change: each kind of panel the report draws.
+TEST_F(ReportTest, HistogramsAreNormalisedHeatmapsPairedByStage) {
+  const std::string nasty_item = "weight_hist/fc</select><script>x()</script>";
+  {
+    auto db = Store::open(store_path_);
+    for (int64_t seed : {1, 2}) {
+      auto run = db->upsert_run("norm=bn,seed=" + std::to_string(seed), "norm=bn",
+                                R"({"s":)" + std::to_string(seed) + "}", seed);
+      for (int64_t e = 0; e < 3; ++e) {
+        EpochRecords r;
+        r.epoch_scalars = {{"val/acc", e, 0.5}};
+        const std::vector<double> log_edges = {-8, -6, -4, -2, 0};
+        // Seed 2's counts differ: the panel must show seed 1's.
+        r.histograms.push_back({"grad_hist/pre/fc.weight", Axis::kEpoch, e,
+                                hist("log10", log_edges, {1 + e + 10 * (seed - 1), 1, 0, 2})});
+        r.histograms.push_back(
+            {"grad_hist/post/fc.weight", Axis::kEpoch, e, hist("log10", log_edges, {0, 0, 3, 1})});
+        r.histograms.push_back({"grad_hist/pre/conv1.weight", Axis::kEpoch, e,
+                                hist("log10", log_edges, {0, 0, 0, 5})});
+        for (int64_t s = 0; s < 150; ++s) {
+          int64_t step = 150 * e + s;
+          r.histograms.push_back({nasty_item, Axis::kStep, step,
+                                  hist("linear", {-1, 0, 1}, {step % 2 == 0 ? 1 : 3, 3})});
+        }
+        r.histograms.push_back({"act_hist/head", Axis::kEpoch, e,
+                                hist("linear", {0, 1.0 + static_cast<double>(e)}, {4})});
+        db->write_epoch(run.id, e, r);
+      }
+      db->set_status(run.id, RunStatus::kComplete);
+    }
+    add_run(*db, "norm=ln", 1, 0.7);  // no histograms: no panel
+  }
+  std::vector<std::string> notes;
+  auto data = report_data(*Store::open(store_path_, {/*read_only=*/true}), &notes);
+  const auto& panels = data["histograms"];
+  ASSERT_EQ(panels.size(), 3u);  // act_hist, grad_hist, weight_hist for norm=bn
+  EXPECT_EQ(panels[0]["family"], "act_hist");
+  EXPECT_EQ(panels[1]["family"], "grad_hist");
+  EXPECT_EQ(panels[2]["family"], "weight_hist");
+  for (const auto& p : panels) {
+    EXPECT_EQ(p["group"], "norm=bn");
+    EXPECT_EQ(p["run"], "norm=bn,seed=1");
+  }
+
+  // grad_hist: items by name; fc.weight has pre and post side by side, conv1.weight only pre.
+  const auto& grad = panels[1];
+  EXPECT_EQ(grad["stages"], nlohmann::json({"pre", "post"}));
+  ASSERT_EQ(grad["items"].size(), 2u);
+  EXPECT_EQ(grad["items"][0]["name"], "conv1.weight");
+  ASSERT_EQ(grad["items"][0]["plots"].size(), 1u);
+  EXPECT_EQ(grad["items"][0]["plots"][0]["stage"], "pre");
+  const auto& fc = grad["items"][1];
+  EXPECT_EQ(fc["name"], "fc.weight");
+  ASSERT_EQ(fc["plots"].size(), 2u);
+  const auto& pre = fc["plots"][0];
+  const auto& post = fc["plots"][1];
+  EXPECT_EQ(pre["stage"], "pre");
+  EXPECT_EQ(pre["name"], "grad_hist/pre/fc.weight");
+  EXPECT_EQ(post["stage"], "post");
+  EXPECT_EQ(pre["axis"], "epoch");
+  EXPECT_EQ(pre["y_label"], "log10 |value|");
+  EXPECT_EQ(pre["x"], nlohmann::json({0, 1, 2}));
+  EXPECT_EQ(pre["y"], nlohmann::json({-7.0, -5.0, -3.0, -1.0}));  // bin centres
+  // z is (bins, epochs): counts {1 + e, 1, 0, 2} over their sum 4 + e.
+  ASSERT_EQ(pre["z"].size(), 4u);
+  for (int e = 0; e < 3; ++e) {
+    const double n = 4.0 + e;
+    const double want[4] = {(1.0 + e) / n, 1.0 / n, 0.0, 2.0 / n};
+    for (int b = 0; b < 4; ++b) {
+      EXPECT_NEAR(pre["z"][b][e].get<double>(), want[b], 1e-5) << "bin " << b << " epoch " << e;
+    }
+  }
+  EXPECT_EQ(post["z"][2], nlohmann::json({0.75, 0.75, 0.75}));
+  // One colour scale for the pair: the larger maximum of the two.
+  EXPECT_NEAR(fc["zmax"].get<double>(), 0.75, 1e-9);
+
+  // weight_hist: no stage, per step, 450 columns averaged down to <= 200 (buckets of 3).
+  const auto& weight = panels[2];
+  EXPECT_EQ(weight["stages"], nlohmann::json({""}));
+  ASSERT_EQ(weight["items"].size(), 1u);
+  EXPECT_EQ(weight["items"][0]["name"], "fc</select><script>x()</script>");
+  const auto& w = weight["items"][0]["plots"][0];
+  EXPECT_EQ(w["axis"], "step");
+  EXPECT_EQ(w["y_label"], "value");
+  EXPECT_EQ(w["y"], nlohmann::json({-0.5, 0.5}));
+  ASSERT_EQ(w["x"].size(), 150u);
+  EXPECT_EQ(w["x"][0], 1.0);  // mean of steps 0, 1, 2
+  // Steps 0, 1, 2: fractions 1/4, 3/6, 1/4 in bin 0 -> mean 1/3.
+  EXPECT_NEAR(w["z"][0][0].get<double>(), 1.0 / 3.0, 1e-5);
+
+  // act_hist: edges widen every epoch, so the columns are re-binned onto one grid (noted).
+  const auto& act = panels[0]["items"][0]["plots"][0];
+  EXPECT_EQ(act["y"], nlohmann::json({1.5}));
+  EXPECT_EQ(act["z"], nlohmann::json({{1.0, 1.0, 1.0}}));
+  bool noted = false;
+  for (const auto& n : notes) noted = noted || n.find("act_hist/head") != std::string::npos;
+  EXPECT_TRUE(noted);
+
+  // The page: a <select> per panel listing the items (escaped), one plot div per stage.
+  write_html_report(options());
+  std::string html = read_file_text(out_path_);
+  EXPECT_NE(html.find("<select id=\"hist-1-select\"><option value=\"0\">conv1.weight</option>"
+                      "<option value=\"1\">fc.weight</option></select>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<div class=\"plot-row\"><div class=\"plot\" id=\"hist-1-0\"></div>"
+                      "<div class=\"plot\" id=\"hist-1-1\"></div></div>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<option value=\"0\">fc&lt;/select&gt;&lt;script&gt;x()&lt;/script&gt;"),
+            std::string::npos);
+  EXPECT_EQ(count(html, "<script"), 3u);
+  EXPECT_EQ(embedded_data(html)["histograms"], panels);
+}
+
+// A non-square grid: the page gets z as (Y, X) with z[i][j] = f(x[j], y[i]), as stored.
+TEST_F(ReportTest, SurfaceIsDrawnAsStoredOnANonSquareGrid) {
+  {
+    auto db = Store::open(store_path_);
+    int64_t id = add_run(*db, "norm=bn", 1, 0.8);
+    EpochRecords r;
+    r.surfaces.push_back({"landscape", 0, non_square_landscape()});  // older epoch: not drawn
+    r.surfaces.back().surface.z[0][0] = 99;
+    r.surfaces.push_back({"landscape", kEpochs - 1, non_square_landscape()});
+    db->put_records(id, kEpochs - 1, r);
+  }
+  auto data = report_data(*Store::open(store_path_, {/*read_only=*/true}));
+  ASSERT_EQ(data["surfaces"].size(), 1u);
+  const auto& s = data["surfaces"][0];
+  EXPECT_EQ(s["epoch"], kEpochs - 1);
+  const auto x = s["x"].get<std::vector<double>>();
+  const auto y = s["y"].get<std::vector<double>>();
+  ASSERT_EQ(x.size(), 3u);
+  ASSERT_EQ(y.size(), 2u);
+  ASSERT_EQ(s["z"].size(), 2u);  // Y rows
+  for (size_t i = 0; i < y.size(); ++i) {
+    ASSERT_EQ(s["z"][i].size(), 3u);  // X columns
+    for (size_t j = 0; j < x.size(); ++j) {
+      EXPECT_EQ(s["z"][i][j].get<double>(), 10 * y[i] + x[j]) << i << "," << j;
+    }
+  }
+}
+
+TEST_F(ReportTest, ConfusionFallsBackToAnyConfusionMatrix) {
+  {
+    auto db = Store::open(store_path_);
+    int64_t id = add_run(*db, "norm=bn", 1, 0.8);
+    EpochRecords r;
+    store::Matrix m;
+    m.row_labels = {"a", "b"};
+    m.column_labels = {"a", "b"};
+    m.values = {{1, 2}, {3, 4}};
+    r.matrices.push_back({"confusion/test", kEpochs - 1, m});
+    r.matrices.push_back({"other/matrix", kEpochs - 1, m});
+    db->put_records(id, kEpochs - 1, r);
+  }
+  auto data = report_data(*Store::open(store_path_, {/*read_only=*/true}));
+  EXPECT_EQ(data["confusion"]["name"], "confusion/test");
+  EXPECT_EQ(data["confusion"]["matrix"], nlohmann::json({{1.0, 2.0}, {3.0, 4.0}}));
+}
+
+// A study written by the schema-1 normlab: the report reads it through the store's in-memory
+// migration and leaves the file as it was.
+TEST_F(ReportTest, ReportsASchemaOneStoreWithoutChangingIt) {
+  const char* fixtures = std::getenv("NORMLAB_FIXTURES");
+  fs::path fixture =
+      (fixtures != nullptr ? fs::path(fixtures)
+                           : fs::path(__FILE__).parent_path().parent_path() / "fixtures") /
+      "store" / "v1_quickstart_smoke.db";
+  ASSERT_TRUE(fs::exists(fixture)) << fixture;
+  fs::copy_file(fixture, store_path_);
+  auto before = read_file_bytes(store_path_);
+  write_html_report(options());
+  EXPECT_EQ(read_file_bytes(store_path_), before);
+  auto data = embedded_data(read_file_text(out_path_));
+  EXPECT_EQ(data["surfaces"].size(), 6u);  // one landscape per grid configuration
+  for (const auto& s : data["surfaces"]) EXPECT_EQ(s["x_label"], "alpha");
+  EXPECT_EQ(data["confusion"]["name"], "confusion/val");
+  EXPECT_FALSE(data["curves"].empty());
+  EXPECT_FALSE(data["grad_total"].empty());
+}
+
+// The page's JavaScript, run by node against stand-ins for the DOM and Plotly
+// (tests/report/render_check.js): every plot div is drawn and every <select> option redraws.
+// The slow quickstart test renders a real report in headless Chromium.
+TEST_F(ReportTest, RenderScriptDrawsEveryPlot) {
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed";
+  build_store();
+  {
+    auto db = Store::open(store_path_);
+    auto run = db->upsert_run("hist", "norm=bn", R"({"hist":1})", 3);
+    for (int64_t e = 0; e < 2; ++e) {
+      EpochRecords r;
+      const std::vector<double> edges = {-8, -6, -4};
+      r.histograms.push_back({"grad_hist/pre/fc", Axis::kEpoch, e, hist("log10", edges, {1, 2})});
+      r.histograms.push_back({"grad_hist/post/fc", Axis::kEpoch, e, hist("log10", edges, {2, 1})});
+      r.histograms.push_back({"grad_hist/pre/conv", Axis::kEpoch, e, hist("log10", edges, {0, 1})});
+      r.histograms.push_back({"weight_hist/fc", Axis::kEpoch, e, hist("linear", {0, 1}, {3})});
+      db->write_epoch(run.id, e, r);
+    }
+  }
+  write_html_report(options());
+  fs::path check = fs::path(__FILE__).parent_path() / "render_check.js";
+  if (const char* src = std::getenv("NORMLAB_SOURCE_DIR")) {
+    check = fs::path(src) / "tests" / "report" / "render_check.js";
+  }
+  std::string log = (dir_ / "render.log").string();
+  int rc = std::system(
+      ("node '" + check.string() + "' '" + out_path_ + "' > '" + log + "' 2>&1").c_str());
+  EXPECT_EQ(rc, 0) << read_file_text(log);
+  EXPECT_EQ(read_file_text(log), "ok\n");
 }
 
 TEST_F(ReportTest, TitleOptionWinsAndEmptyStoreStillRenders) {
