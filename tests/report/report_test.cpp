@@ -503,7 +503,9 @@ TEST_F(ReportTest, AuxiliaryGroupsAreListedButNotCompared) {
   EXPECT_GT(html.find("<td>pretrain</td>", aux), aux);
   EXPECT_NE(html.find("<tr class=\"best\"><td>norm=bn</td>"), std::string::npos)
       << html.substr(0, 0);
-  for (const auto& curve : embedded_data(html)["curves"]) {
+  // (A named copy: range-for over a member of a temporary would read freed memory.)
+  auto data = embedded_data(html);
+  for (const auto& curve : data["curves"]) {
     for (const auto& trace : curve["groups"]) EXPECT_NE(trace["name"], "pretrain");
   }
 }
