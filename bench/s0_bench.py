@@ -234,7 +234,9 @@ def normlab_command(args, mode, data_dir, out_dir, seeds):
         f"train.epochs={args.epochs}",
         "study.seeds=[" + ",".join(str(s) for s in seeds) + "]",
         "probe.landscape.enabled=false",
-        "probe.grad_norms=false",
+        "probe.grad_norms.enabled=false",
+        "probe.grad_hist.enabled=false",
+        "probe.clip.enabled=false",
     ] + kModes[mode]["normlab"]
     cmd = [args.normlab, "study", "run", args.study, "--out", out_dir,
            "--threads", str(args.threads), "--quiet", "--no-report"]

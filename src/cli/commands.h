@@ -18,5 +18,6 @@ void add_study_commands(CLI::App& app, std::vector<Command>& out);    // study r
 void add_weights_commands(CLI::App& app, std::vector<Command>& out);  // weights inspect|convert
 void add_data_commands(CLI::App& app, std::vector<Command>& out);     // data fetch|list
 void add_predict_command(CLI::App& app, std::vector<Command>& out);   // predict
+void add_probes_commands(CLI::App& app, std::vector<Command>& out);   // probes list
 
 }  // namespace normlab::cli

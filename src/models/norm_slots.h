@@ -11,15 +11,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/path_pattern.h"
 #include "nn/norm.h"
 
 namespace normlab::models {
 
-// True when `pattern` matches `path` or a prefix of it ending at a '.'. Components are split
-// on '.'; within a component '*' matches any run of characters, so "*" is any one component
-// and "layer*" is "layer1", "layer2", ... ("layer*.*.bn2" matches "layer3.5.bn2"). This is
-// train::pattern_matches plus in-component globs (models/ may not depend on train/).
-bool path_matches(const std::string& pattern, const std::string& path);
+using normlab::path_matches;  // core/path_pattern.h: the one matcher
 
 // Builds norm layers slot by slot, applying overrides (pattern -> norm spec). When several
 // overrides match a slot, the last one wins (later entries refine earlier ones).

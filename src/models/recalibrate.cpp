@@ -58,7 +58,10 @@ TORCH_MODULE(BatchNormRecorder);
 std::vector<torch::nn::AnyModule*> batch_norm_slots(torch::nn::Module& model) {
   std::vector<torch::nn::AnyModule*> slots;
   auto keep_bn = [&](torch::nn::AnyModule* slot) {
-    if (!slot->is_empty() && nn::is_batch_norm(*slot->ptr())) slots.push_back(slot);
+    if (slot->is_empty()) return;
+    // Norms whose eval mode uses running estimates of batch statistics: those to measure.
+    auto traits = nn::norm_traits(*slot->ptr());
+    if (traits && traits->running_statistics) slots.push_back(slot);
   };
   for (const auto& module : model.modules(/*include_self=*/true)) {
     if (auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(module.get())) {

@@ -1,5 +1,6 @@
 #include "nn/norm.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -91,13 +92,107 @@ NormSpec parse_norm(const std::string& text) {
     spec.frn_mean = true;
     return spec;
   }
-  for (const char* kind : {"bn", "ln", "in", "frn", "none"}) {
-    if (text == kind) {
-      spec.kind = kind;
+  for (const auto& kind : norm_table()) {
+    if (text == kind.name && kind.name != "gn") {
+      spec.kind = kind.name;
       return spec;
     }
   }
   throw unknown_norm(text, "unknown normalization");
+}
+
+namespace {
+
+using Refuse = std::function<Error(const std::string& why, const std::string& hint)>;
+
+torch::nn::AnyModule make_bn(const NormSpec&, int64_t channels, NormInput input,
+                             const NormOptions& o, const Refuse&) {
+  if (input == NormInput::kVector) {
+    return torch::nn::AnyModule(torch::nn::BatchNorm1d(
+        torch::nn::BatchNorm1dOptions(channels).eps(o.eps).momentum(o.momentum)));
+  }
+  return torch::nn::AnyModule(torch::nn::BatchNorm2d(
+      torch::nn::BatchNorm2dOptions(channels).eps(o.eps).momentum(o.momentum)));
+}
+
+torch::nn::AnyModule make_ln(const NormSpec&, int64_t channels, NormInput input,
+                             const NormOptions& o, const Refuse&) {
+  if (input == NormInput::kVector) {
+    return torch::nn::AnyModule(
+        torch::nn::LayerNorm(torch::nn::LayerNormOptions({channels}).eps(o.eps)));
+  }
+  // LayerNorm over (C, H, W) with a per-channel affine is GroupNorm with one group.
+  return torch::nn::AnyModule(
+      torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels).eps(o.eps)));
+}
+
+torch::nn::AnyModule make_gn(const NormSpec& spec, int64_t channels, NormInput input,
+                             const NormOptions& o, const Refuse&) {
+  if (channels % spec.groups != 0) {
+    throw Error("norm '" + spec.text + "'",
+                std::to_string(spec.groups) + " groups do not divide " + std::to_string(channels) +
+                    " channels",
+                "choose G dividing every channel count of the model");
+  }
+  auto gn_options = torch::nn::GroupNormOptions(spec.groups, channels).eps(o.eps);
+  if (input == NormInput::kVector) return torch::nn::AnyModule(VectorGroupNorm(gn_options));
+  return torch::nn::AnyModule(torch::nn::GroupNorm(gn_options));
+}
+
+torch::nn::AnyModule make_in(const NormSpec&, int64_t channels, NormInput input,
+                             const NormOptions& o, const Refuse& refuse) {
+  if (input == NormInput::kVector) {
+    throw refuse("a vector has no spatial axes to normalise over",
+                 "use 'ln' or 'frn' for heads and MLPs");
+  }
+  return torch::nn::AnyModule(torch::nn::InstanceNorm2d(
+      torch::nn::InstanceNorm2dOptions(channels).eps(o.eps).affine(true).track_running_stats(
+          false)));
+}
+
+torch::nn::AnyModule make_frn(const NormSpec& spec, int64_t channels, NormInput input,
+                              const NormOptions&, const Refuse& refuse) {
+  const bool vector = input == NormInput::kVector;
+  if (spec.frn_mean) {
+    if (!vector)
+      throw refuse("the feature-axis variant is for vectors", "use 'frn' for feature maps");
+    return torch::nn::AnyModule(Frn(FrnOptions(channels).mean_over_features(true)));
+  }
+  // Vectors are 1x1 maps, where plain FRN degenerates to sign(x): use the learned epsilon
+  // of section 3.2 there.
+  return torch::nn::AnyModule(Frn(FrnOptions(channels).learned_eps(vector)));
+}
+
+torch::nn::AnyModule make_none(const NormSpec&, int64_t, NormInput, const NormOptions&,
+                               const Refuse&) {
+  return torch::nn::AnyModule(torch::nn::Identity());
+}
+
+template <typename... Impl>
+bool is_one_of(const torch::nn::Module& m) {
+  return ((dynamic_cast<const Impl*>(&m) != nullptr) || ...);
+}
+
+}  // namespace
+
+const std::vector<NormKind>& norm_table() {
+  // name, traits {batch statistics, running statistics, batch-free}, factory, recogniser.
+  static const std::vector<NormKind> table = {
+      {"bn",
+       {true, true, false},
+       make_bn,
+       is_one_of<torch::nn::BatchNorm1dImpl, torch::nn::BatchNorm2dImpl,
+                 torch::nn::BatchNorm3dImpl>},
+      {"ln", {false, false, true}, make_ln, is_one_of<torch::nn::LayerNormImpl>},
+      {"gn",
+       {false, false, true},
+       make_gn,
+       is_one_of<torch::nn::GroupNormImpl, VectorGroupNormImpl>},
+      {"in", {false, false, true}, make_in, is_one_of<torch::nn::InstanceNorm2dImpl>},
+      {"frn", {false, false, true}, make_frn, is_one_of<FrnImpl>},
+      {"none", {false, false, true}, make_none, [](const torch::nn::Module&) { return false; }},
+  };
+  return table;
 }
 
 torch::nn::AnyModule make_norm(const std::string& text, int64_t channels, NormInput input,
@@ -105,68 +200,26 @@ torch::nn::AnyModule make_norm(const std::string& text, int64_t channels, NormIn
   const NormSpec spec = parse_norm(text);
   require(channels > 0, "norm '" + text + "'",
           "needs a positive channel count, got " + std::to_string(channels));
-  const bool vector = input == NormInput::kVector;
-  auto refuse = [&](const std::string& why, const std::string& hint) {
+  Refuse refuse = [&](const std::string& why, const std::string& hint) {
     return Error("norm '" + text + "'",
                  std::string("not available for ") + input_name(input) + ": " + why, hint);
   };
+  for (const auto& kind : norm_table()) {
+    if (kind.name == spec.kind) return kind.make(spec, channels, input, options, refuse);
+  }
+  throw unknown_norm(text, "unknown normalization");
+}
 
-  if (spec.kind == "bn") {
-    if (vector) {
-      return torch::nn::AnyModule(torch::nn::BatchNorm1d(
-          torch::nn::BatchNorm1dOptions(channels).eps(options.eps).momentum(options.momentum)));
-    }
-    return torch::nn::AnyModule(torch::nn::BatchNorm2d(
-        torch::nn::BatchNorm2dOptions(channels).eps(options.eps).momentum(options.momentum)));
+std::optional<NormTraits> norm_traits(const torch::nn::Module& module) {
+  for (const auto& kind : norm_table()) {
+    if (kind.recognises(module)) return kind.traits;
   }
-  if (spec.kind == "ln") {
-    if (vector) {
-      return torch::nn::AnyModule(
-          torch::nn::LayerNorm(torch::nn::LayerNormOptions({channels}).eps(options.eps)));
-    }
-    // LayerNorm over (C, H, W) with a per-channel affine is GroupNorm with one group.
-    return torch::nn::AnyModule(
-        torch::nn::GroupNorm(torch::nn::GroupNormOptions(1, channels).eps(options.eps)));
-  }
-  if (spec.kind == "gn") {
-    if (channels % spec.groups != 0) {
-      throw Error("norm '" + text + "'",
-                  std::to_string(spec.groups) + " groups do not divide " +
-                      std::to_string(channels) + " channels",
-                  "choose G dividing every channel count of the model");
-    }
-    auto gn_options = torch::nn::GroupNormOptions(spec.groups, channels).eps(options.eps);
-    if (vector) return torch::nn::AnyModule(VectorGroupNorm(gn_options));
-    return torch::nn::AnyModule(torch::nn::GroupNorm(gn_options));
-  }
-  if (spec.kind == "in") {
-    if (vector) {
-      throw refuse("a vector has no spatial axes to normalise over",
-                   "use 'ln' or 'frn' for heads and MLPs");
-    }
-    return torch::nn::AnyModule(torch::nn::InstanceNorm2d(torch::nn::InstanceNorm2dOptions(channels)
-                                                              .eps(options.eps)
-                                                              .affine(true)
-                                                              .track_running_stats(false)));
-  }
-  if (spec.kind == "frn") {
-    if (spec.frn_mean) {
-      if (!vector) {
-        throw refuse("the feature-axis variant is for vectors", "use 'frn' for feature maps");
-      }
-      return torch::nn::AnyModule(Frn(FrnOptions(channels).mean_over_features(true)));
-    }
-    // Vectors are 1x1 maps, where plain FRN degenerates to sign(x): use the learned epsilon
-    // of section 3.2 there.
-    return torch::nn::AnyModule(Frn(FrnOptions(channels).learned_eps(vector)));
-  }
-  return torch::nn::AnyModule(torch::nn::Identity());  // "none"
+  return std::nullopt;
 }
 
 bool is_batch_norm(const torch::nn::Module& module) {
-  return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&module) != nullptr ||
-         dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&module) != nullptr ||
-         dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&module) != nullptr;
+  auto t = norm_traits(module);
+  return t.has_value() && t->batch_statistics;
 }
 
 }  // namespace normlab::nn

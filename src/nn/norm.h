@@ -14,8 +14,12 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "core/error.h"
 
 namespace normlab::nn {
 
@@ -44,8 +48,31 @@ torch::nn::AnyModule make_norm(const std::string& spec, int64_t channels, NormIn
 // Names accepted by parse_norm, with gn given as "gn:G". For listings and tests.
 std::vector<std::string> norm_names();
 
-// True if `module` is one of the batch-statistics norms (BatchNorm1d/2d): trainers need this
-// to decide the train/eval mode of frozen norm layers.
+// What the engine needs to know about a norm, asked instead of casting to concrete types.
+struct NormTraits {
+  bool batch_statistics = false;    // train mode normalises with the batch's statistics
+  bool running_statistics = false;  // keeps running estimates that eval mode uses
+  bool batch_free = true;           // a sample's output does not depend on the rest of the batch
+};
+
+// The norm table: one row per norm kind. Adding a norm = its layer's file + one row here.
+struct NormKind {
+  std::string name;  // as written in study files ("gn" takes ":G")
+  NormTraits traits;
+  std::function<torch::nn::AnyModule(
+      const NormSpec&, int64_t channels, NormInput, const NormOptions&,
+      const std::function<Error(const std::string& why, const std::string& hint)>& refuse)>
+      make;
+  // True for a layer this row builds (to find the traits of a built model's modules).
+  std::function<bool(const torch::nn::Module&)> recognises;
+};
+const std::vector<NormKind>& norm_table();
+
+// The traits of a built norm layer; nullopt for modules that are not norm layers.
+std::optional<NormTraits> norm_traits(const torch::nn::Module& module);
+
+// norm_traits(module)->batch_statistics: trainers decide the mode of frozen norms with it,
+// the feature cache whether a prefix depends on the batch, recalibration what to measure.
 bool is_batch_norm(const torch::nn::Module& module);
 
 }  // namespace normlab::nn

@@ -4,18 +4,23 @@
 // the norm of the matching filter of theta; 1-d parameters such as biases and norm affine
 // parameters get zero direction). Only the given parameters move, so S1's "head-only"
 // landscape is a parameter selection. Weights are restored afterwards (WeightRestoreGuard).
+// As a probe ("landscape", registry.h) it runs at the end of a run on fixed batches of a
+// split from the group's feature source: with only tail parameters moving, the frozen prefix
+// runs once, not once per grid point.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "data/batcher.h"
 #include "models/model.h"
+#include "store/records.h"
 
 namespace normlab::probe {
 
@@ -26,20 +31,16 @@ struct LandscapeOptions {
   uint64_t seed = 0;        // direction draw
 };
 
-struct Landscape {
-  std::vector<double> alphas;
-  std::vector<double> betas;
-  std::vector<std::vector<double>> loss;  // [beta index][alpha index]
-  nlohmann::json to_json() const;
-};
+// The two filter-normalised random directions drawn from `seed` for `params` (d1, d2).
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> landscape_directions(
+    const std::vector<torch::Tensor>& params, uint64_t seed);
 
-// Over the first options.max_batches batches of `batcher`.
-Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
-                         data::Batcher& batcher, const LandscapeOptions& options);
 // Over given batches whose x enters the model at `input_stage` (see
-// ClassifierImpl::forward_from): with a frozen prefix, the prefix runs once, not per grid point.
-Landscape loss_landscape(models::Classifier& model, const std::vector<torch::Tensor>& params,
-                         const std::vector<data::Batch>& batches, int64_t input_stage,
-                         const LandscapeOptions& options);
+// ClassifierImpl::forward_from). The result has x = alpha (direction 1), y = beta
+// (direction 2) and z[i][j] = loss(theta + x[j] d1 + y[i] d2).
+store::Surface loss_landscape(models::ClassifierImpl& model,
+                              const std::vector<torch::Tensor>& params,
+                              const std::vector<data::Batch>& batches, int64_t input_stage,
+                              const LandscapeOptions& options);
 
 }  // namespace normlab::probe

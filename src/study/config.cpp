@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "probe/registry.h"
 
 namespace normlab::study {
 namespace {
@@ -64,6 +65,7 @@ const char* kDefaults = R"json({
     "clip_value": 0.0,
     "label_smoothing": 0.0,
     "tta": false,
+    "tta_monitor": false,
     "precision": "fp32",
     "schedule": {
       "name": "none", "warmup_epochs": 0, "warmup_start_factor": 0.0, "step_size": 10,
@@ -75,12 +77,7 @@ const char* kDefaults = R"json({
       "restore_best": true
     }
   },
-  "probe": {
-    "grad_norms": true,
-    "landscape": {
-      "enabled": false, "params": "trainable", "resolution": 11, "span": 1.0, "batches": 4
-    }
-  }
+  "probe": {}
 })json";
 
 const char* type_name(const Json& v) {
@@ -179,7 +176,12 @@ void merge_at(Json& base, const Json& overlay, const std::string& prefix, const 
 }  // namespace
 
 const Json& default_run_config() {
-  static const Json defaults = Json::parse(kDefaults);
+  static const Json defaults = [] {
+    Json d = Json::parse(kDefaults);
+    // Each probe's options and defaults are written once, in the probe's own file.
+    d["probe"] = probe::default_probe_options();
+    return d;
+  }();
   return defaults;
 }
 

@@ -9,6 +9,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "io/cache.h"
+#include "models/prefix.h"
 #include "train/guards.h"
 
 namespace normlab::study {
@@ -28,8 +29,7 @@ std::string images_fingerprint(const data::Dataset& ds) {
 
 torch::Tensor prefix_forward(models::Classifier& model, const torch::Tensor& x, int64_t cut,
                              bool channels_last) {
-  torch::Tensor in = channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
-  return run_prefix(model, in, cut);
+  return models::run_prefix(*model, channels_last ? models::channels_last(x) : x, cut);
 }
 
 // Every image once, in dataset order, unaugmented: row i of the file is image i.
@@ -57,14 +57,6 @@ bool spot_check(const FeatureCacheRequest& r, const data::Dataset& ds, const io:
 }
 
 }  // namespace
-
-torch::Tensor run_prefix(models::Classifier& model, const torch::Tensor& x, int64_t cut) {
-  if (model->is_training() || x.size(0) <= kPrefixChunk) return model->forward_prefix(x, cut);
-  std::vector<torch::Tensor> parts;
-  for (const auto& chunk : x.split(kPrefixChunk))
-    parts.push_back(model->forward_prefix(chunk, cut));
-  return torch::cat(parts);
-}
 
 std::string prefix_fingerprint(models::Classifier& model, int64_t cut) {
   Sha256 h;

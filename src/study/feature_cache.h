@@ -39,12 +39,6 @@ struct FeatureCacheResult {
 FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& request,
                                           const data::Dataset& dataset);
 
-// forward_prefix(x, cut); in eval mode, where images are independent, in micro-batches of
-// kPrefixChunk images: a MobileNetV2 trunk at 224x224 ran 1.2x faster in chunks of 4-8 than
-// at batch 64 (activations stay in cache). In train mode BatchNorm needs the whole batch.
-constexpr int64_t kPrefixChunk = 8;
-torch::Tensor run_prefix(models::Classifier& model, const torch::Tensor& x, int64_t cut);
-
 // SHA-256 of the prefix's parameters and buffers (names, shapes and bytes).
 std::string prefix_fingerprint(models::Classifier& model, int64_t cut);
 

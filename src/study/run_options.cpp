@@ -4,6 +4,7 @@
 #include "core/runtime.h"
 #include "models/head.h"
 #include "nn/norm.h"
+#include "store/metric_names.h"
 
 namespace normlab::study {
 namespace {
@@ -60,10 +61,6 @@ void check_norm(const std::string& norm, const std::string& where, const std::st
 
 }  // namespace
 
-std::vector<std::string> monitor_names() {
-  return {"val/loss", "val/acc", "val/macro_f1", "train/loss", "train/acc"};
-}
-
 RunOptions run_options(const Json& c, const std::string& where) {
   RunOptions o;
   o.seed = static_cast<uint64_t>(positive(c, "seed", where, true));
@@ -72,26 +69,26 @@ RunOptions run_options(const Json& c, const std::string& where) {
   // data
   DataSlice& d = o.data;
   std::string dataset = one_of(c, "data.dataset", where, data::dataset_names());
-  d.train_source.name = dataset;
-  d.train_source.path = get<std::string>(c, "data.path");
-  d.train_source.train = true;
-  d.train_source.synthetic_size = positive(c, "data.synthetic.size", where);
-  d.train_source.synthetic_classes = positive(c, "data.synthetic.classes", where);
-  d.train_source.synthetic_channels = positive(c, "data.synthetic.channels", where);
-  d.train_source.synthetic_hw = positive(c, "data.synthetic.hw", where);
-  d.test_source = d.train_source;
-  d.test_source.train = false;
-  d.classes = get<std::vector<int64_t>>(c, "data.classes");
-  for (auto k : d.classes) {
+  d.split.train_source.name = dataset;
+  d.split.train_source.path = get<std::string>(c, "data.path");
+  d.split.train_source.train = true;
+  d.split.train_source.synthetic_size = positive(c, "data.synthetic.size", where);
+  d.split.train_source.synthetic_classes = positive(c, "data.synthetic.classes", where);
+  d.split.train_source.synthetic_channels = positive(c, "data.synthetic.channels", where);
+  d.split.train_source.synthetic_hw = positive(c, "data.synthetic.hw", where);
+  d.split.test_source = d.split.train_source;
+  d.split.test_source.train = false;
+  d.split.classes = get<std::vector<int64_t>>(c, "data.classes");
+  for (auto k : d.split.classes) {
     require(k >= 0, key_msg(where, "data.classes"),
             "class ids must be >= 0, got " + std::to_string(k));
   }
-  d.val_fraction = in_range(c, "data.val_fraction", where, 0.0, 1.0, "in [0, 1]");
-  d.split_seed = static_cast<uint64_t>(positive(c, "data.split_seed", where, true));
-  d.train_limit = positive(c, "data.train_limit", where, true);
-  d.val_limit = positive(c, "data.val_limit", where, true);
-  d.test = get<bool>(c, "data.test");
-  d.test_limit = positive(c, "data.test_limit", where, true);
+  d.split.val_fraction = in_range(c, "data.val_fraction", where, 0.0, 1.0, "in [0, 1]");
+  d.split.split_seed = static_cast<uint64_t>(positive(c, "data.split_seed", where, true));
+  d.split.train_limit = positive(c, "data.train_limit", where, true);
+  d.split.val_limit = positive(c, "data.val_limit", where, true);
+  d.split.test = get<bool>(c, "data.test");
+  d.split.test_limit = positive(c, "data.test_limit", where, true);
   d.normalize = get<std::string>(c, "data.normalize");
   if (d.normalize == "auto") {
     if (dataset == "fashion-mnist" || dataset == "mnist")
@@ -116,7 +113,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
       in_range(c, "data.augment.mixup", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
   d.augment.cutmix =
       in_range(c, "data.augment.cutmix", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
-  d.val_from = one_of(c, "data.val_from", where, {"train", "test"});
+  d.split.val_from = one_of(c, "data.val_from", where, {"train", "test"});
   d.feature_cache = one_of(c, "data.feature_cache", where, {"auto", "off", "require"});
   d.batch_size = positive(c, "train.batch_size", where);
   d.eval_batch_size = positive(c, "train.eval_batch_size", where);
@@ -184,6 +181,7 @@ RunOptions run_options(const Json& c, const std::string& where) {
   t.label_smoothing = in_range(c, "train.label_smoothing", where, 0.0, 0.99, "in [0, 1)");
   t.seed = o.seed;
   o.tta = get<bool>(c, "train.tta");
+  o.tta_monitor = get<bool>(c, "train.tta_monitor");
   o.precision = one_of(c, "train.precision", where, {"fp32", "bf16"});
   if (o.precision != "fp32") {
     require(parse_device(o.device).is_cuda(), key_msg(where, "train.precision"),
@@ -202,25 +200,21 @@ RunOptions run_options(const Json& c, const std::string& where) {
   sc.patience = positive(c, "train.schedule.patience", where, true);
   sc.threshold = in_range(c, "train.schedule.threshold", where, 0.0, 1e12, ">= 0");
   sc.cooldown = positive(c, "train.schedule.cooldown", where, true);
-  sc.monitor = one_of(c, "train.schedule.monitor", where, monitor_names());
+  sc.monitor = one_of(c, "train.schedule.monitor", where, store::metric::kMonitorable);
   sc.mode = one_of(c, "train.schedule.mode", where, {"auto", "min", "max"});
   train::EarlyStoppingOptions& es = o.early_stopping;
   es.patience = positive(c, "train.early_stopping.patience", where, true);
-  es.monitor = one_of(c, "train.early_stopping.monitor", where, monitor_names());
+  es.monitor = one_of(c, "train.early_stopping.monitor", where, store::metric::kMonitorable);
   es.mode = one_of(c, "train.early_stopping.mode", where, {"auto", "min", "max"});
   es.min_delta = in_range(c, "train.early_stopping.min_delta", where, 0.0, 1e12, ">= 0");
   es.restore_best = get<bool>(c, "train.early_stopping.restore_best");
 
   // probes
-  o.probe.grad_norms = get<bool>(c, "probe.grad_norms");
-  o.probe.landscape = get<bool>(c, "probe.landscape.enabled");
-  o.probe.landscape_params = get<std::string>(c, "probe.landscape.params");
-  o.probe.landscape_options.resolution = positive(c, "probe.landscape.resolution", where);
-  require(o.probe.landscape_options.resolution >= 2, key_msg(where, "probe.landscape.resolution"),
-          "must be >= 2");
-  o.probe.landscape_options.span = in_range(c, "probe.landscape.span", where, 1e-9, 1e6, "> 0");
-  o.probe.landscape_options.max_batches = positive(c, "probe.landscape.batches", where);
-  o.probe.landscape_options.seed = o.seed;
+  for (const auto& info : probe::probes()) {
+    const Json& options = config_at(c, "probe." + info.name);
+    info.check(options, where);
+    if (options.at("enabled").get<bool>()) o.probe.enabled.emplace_back(&info, options);
+  }
   return o;
 }
 

@@ -13,10 +13,6 @@
 namespace normlab::study {
 namespace fs = std::filesystem;
 
-std::string run_dir(const std::string& out_dir, const std::string& config_hash) {
-  return out_dir + "/runs/" + config_hash.substr(0, 16);
-}
-
 StudyResult run_study(const Plan& plan, const RunnerOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(options.out_dir);

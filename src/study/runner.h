@@ -27,7 +27,4 @@ struct StudyResult {
 
 StudyResult run_study(const Plan& plan, const RunnerOptions& options);
 
-// Directory (inside out_dir) holding one run's checkpoint and final weights.
-std::string run_dir(const std::string& out_dir, const std::string& config_hash);
-
 }  // namespace normlab::study

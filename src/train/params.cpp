@@ -1,21 +1,10 @@
 #include "train/params.h"
 
 #include "core/error.h"
+#include "core/path_pattern.h"
 
 namespace normlab::train {
 namespace {
-
-std::vector<std::string> split_path(const std::string& s) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    parts.push_back(s.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return parts;
-}
 
 std::string top_level_modules(torch::nn::Module& model) {
   std::string out;
@@ -29,14 +18,7 @@ std::string top_level_modules(torch::nn::Module& model) {
 }  // namespace
 
 bool pattern_matches(const std::string& pattern, const std::string& param_name) {
-  if (pattern.empty()) return false;
-  auto pat = split_path(pattern);
-  auto name = split_path(param_name);
-  if (pat.size() > name.size()) return false;
-  for (size_t i = 0; i < pat.size(); ++i) {
-    if (pat[i] != "*" && pat[i] != name[i]) return false;
-  }
-  return true;
+  return path_matches(pattern, param_name);
 }
 
 ParamPlan plan_parameters(torch::nn::Module& model, const std::vector<std::string>& trainable,

@@ -1,6 +1,6 @@
 // Which parameters train, and with which learning rate. Patterns are module paths as in a
-// state_dict ("features.3", "head", "features.*.1"): a pattern matches a parameter when it
-// matches the whole name or a prefix ending at a '.', and '*' matches one path component.
+// state_dict ("features.3", "head", "features.*.1", "layer*.0"): core/path_pattern.h's
+// matcher, the one every pattern of a study file goes through.
 #pragma once
 
 #include <torch/torch.h>

@@ -11,14 +11,21 @@ const std::vector<std::string>* Recorder::intern(const std::vector<std::string>&
   return names_.back().get();
 }
 
+int64_t Recorder::push(torch::Tensor flat) {
+  const int64_t offset = total_;
+  total_ += flat.size(0);
+  values_.push_back(std::move(flat));
+  return offset;
+}
+
 void Recorder::step_values(const std::vector<std::string>& names, int64_t step,
                            torch::Tensor values) {
-  torch::Tensor flat = values.detach().reshape({-1}).to(torch::kFloat);
+  // float32 first, as the series were always stored at float precision, then float64.
+  torch::Tensor flat = values.detach().reshape({-1}).to(torch::kFloat).to(torch::kDouble);
   TORCH_CHECK(flat.size(0) == static_cast<int64_t>(names.size()), "Recorder: ", names.size(),
               " names for ", flat.size(0), " values");
-  pending_.push_back({intern(names), step, total_, flat.size(0)});
-  values_.push_back(flat);
-  total_ += flat.size(0);
+  const int64_t n = flat.size(0);
+  pending_.push_back({intern(names), step, push(std::move(flat)), n, false});
 }
 
 void Recorder::step_value(const std::string& name, int64_t step, torch::Tensor value) {
@@ -26,26 +33,61 @@ void Recorder::step_value(const std::string& name, int64_t step, torch::Tensor v
 }
 
 void Recorder::epoch_value(const std::string& name, int64_t epoch, double value) {
-  epoch_rows_.push_back({name, epoch, value});
+  host_.epoch_scalars.push_back({name, epoch, value});
 }
 
-Recorder::Flushed Recorder::flush() {
-  Flushed out;
+void Recorder::epoch_values(const std::vector<std::string>& names, int64_t epoch,
+                            torch::Tensor values) {
+  torch::Tensor flat = values.detach().reshape({-1}).to(torch::kDouble);
+  TORCH_CHECK(flat.size(0) == static_cast<int64_t>(names.size()), "Recorder: ", names.size(),
+              " names for ", flat.size(0), " values");
+  const int64_t n = flat.size(0);
+  pending_.push_back({intern(names), epoch, push(std::move(flat)), n, true});
+}
+
+void Recorder::histogram(const std::string& name, store::Axis axis, int64_t step,
+                         const BinSpec& spec, torch::Tensor packed) {
+  TORCH_CHECK(packed.dim() == 1 && packed.size(0) == spec.bins + kPackedStats,
+              "Recorder: ", "histogram '", name, "' has ", packed.sizes(), " values for ",
+              spec.bins, " bins");
+  const int64_t offset = push(packed.detach().to(torch::kDouble));
+  histograms_.push_back({name, axis, step, spec, offset});
+}
+
+void Recorder::surface(const std::string& name, int64_t epoch, store::Surface surface) {
+  host_.surfaces.push_back({name, epoch, std::move(surface)});
+}
+
+void Recorder::matrix(const std::string& name, int64_t epoch, store::Matrix matrix) {
+  host_.matrices.push_back({name, epoch, std::move(matrix)});
+}
+
+store::EpochRecords Recorder::flush() {
+  store::EpochRecords out = std::move(host_);
+  host_ = store::EpochRecords{};
   if (!values_.empty()) {
-    torch::Tensor host = torch::cat(values_).to(torch::kCPU, torch::kDouble).contiguous();
+    // One host transfer for the whole epoch; values may live on different devices.
+    std::vector<torch::Tensor> cpu;
+    cpu.reserve(values_.size());
+    torch::Device device = values_.front().device();
+    for (auto& v : values_) cpu.push_back(v.device() == device ? v : v.to(device));
+    torch::Tensor host = torch::cat(cpu).to(torch::kCPU).contiguous();
     const double* v = host.data_ptr<double>();
-    out.step.reserve(static_cast<size_t>(total_));
+    out.step_scalars.reserve(out.step_scalars.size() + static_cast<size_t>(total_));
     for (const auto& p : pending_) {
+      auto& dst = p.epoch ? out.epoch_scalars : out.step_scalars;
       for (int64_t i = 0; i < p.count; ++i) {
-        out.step.push_back({(*p.names)[static_cast<size_t>(i)], p.step, v[p.offset + i]});
+        dst.push_back({(*p.names)[static_cast<size_t>(i)], p.step, v[p.offset + i]});
       }
     }
+    for (const auto& h : histograms_) {
+      out.histograms.push_back({h.name, h.axis, h.step, unpack_histogram(v + h.offset, h.spec)});
+    }
   }
-  out.epoch = std::move(epoch_rows_);
   pending_.clear();
+  histograms_.clear();
   values_.clear();
   names_.clear();
-  epoch_rows_.clear();
   total_ = 0;
   return out;
 }

@@ -1,21 +1,20 @@
-// Buffers a run's scalar records. Per-step values stay on the device as tensors and are
-// copied to the host in one transfer when the epoch is flushed, so probing every step costs
-// no host synchronisation (STYLE.md rule 10).
+// Buffers a run's records of one epoch: scalar series, histograms, surfaces and matrices
+// (the typed records of store/records.h). Per-step values and histograms stay on the device
+// as tensors and are copied to the host in one transfer when the epoch is flushed, so probing
+// every step costs no host synchronisation (STYLE.md rule 10).
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-namespace normlab::train {
+#include "store/records.h"
+#include "train/histogram.h"
 
-struct ScalarRow {
-  std::string name;
-  int64_t step = 0;  // global step for step series, epoch for epoch series
-  double value = 0;
-};
+namespace normlab::train {
 
 class Recorder {
  public:
@@ -23,13 +22,16 @@ class Recorder {
   void step_values(const std::vector<std::string>& names, int64_t step, torch::Tensor values);
   void step_value(const std::string& name, int64_t step, torch::Tensor value);
   void epoch_value(const std::string& name, int64_t epoch, double value);
+  // Per-epoch values still on the device (e.g. a probe's epoch accumulators).
+  void epoch_values(const std::vector<std::string>& names, int64_t epoch, torch::Tensor values);
+  // packed: train::histogram_packed's layout for `spec`, on any device.
+  void histogram(const std::string& name, store::Axis axis, int64_t step, const BinSpec& spec,
+                 torch::Tensor packed);
+  void surface(const std::string& name, int64_t epoch, store::Surface surface);
+  void matrix(const std::string& name, int64_t epoch, store::Matrix matrix);
 
-  struct Flushed {
-    std::vector<ScalarRow> step;
-    std::vector<ScalarRow> epoch;
-  };
   // Copies pending device values to the host (one transfer) and clears the buffers.
-  Flushed flush();
+  store::EpochRecords flush();
 
  private:
   struct Pending {
@@ -37,14 +39,24 @@ class Recorder {
     int64_t step;
     int64_t offset;  // into the concatenated values
     int64_t count;
+    bool epoch;  // an epoch series
+  };
+  struct PendingHistogram {
+    std::string name;
+    store::Axis axis;
+    int64_t step;
+    BinSpec spec;
+    int64_t offset;
   };
   const std::vector<std::string>* intern(const std::vector<std::string>& names);
+  int64_t push(torch::Tensor flat);
 
   std::vector<std::unique_ptr<std::vector<std::string>>> names_;
   std::vector<Pending> pending_;
-  std::vector<torch::Tensor> values_;
+  std::vector<PendingHistogram> histograms_;
+  std::vector<torch::Tensor> values_;  // float64, concatenated at flush
   int64_t total_ = 0;
-  std::vector<ScalarRow> epoch_rows_;
+  store::EpochRecords host_;  // records already on the host
 };
 
 }  // namespace normlab::train

@@ -158,10 +158,13 @@ void Trainer::train_step(const torch::Tensor& input, const Targets& targets) {
   ctx.model = model_.ptr().get();
   ctx.trainable = &trainable_;
   ctx.loss = loss.detach();
+  ctx.clip = options_.clip;
   ctx.recorder = &recorder_;
   for (auto* o : observers_) o->after_backward(ctx);
 
   torch::Tensor pre_clip = clip_gradients(trainable_.params, options_.clip);
+  ctx.pre_clip_norm = pre_clip;
+  for (auto* o : observers_) o->after_clip(ctx);
   optimizer_->step();
   for (auto* o : observers_) o->after_step(ctx);
 
@@ -201,29 +204,23 @@ EpochStats Trainer::end_epoch() {
   return stats;
 }
 
-EpochStats Trainer::train_epoch(data::Batcher& batcher, int64_t epoch) {
-  batcher.start_epoch(epoch);
-  begin_epoch(epoch, batcher.batches_per_epoch());
-  data::Batch batch;
-  while (batcher.next(batch)) train_step(batch.x, Targets{batch.y, {}, {}});
-  return end_epoch();
-}
-
-EvalResult Trainer::evaluate(data::Batcher& batcher, const std::string& split, int64_t epoch) {
-  EvalModeGuard eval_mode(*model_);
-  torch::NoGradGuard no_grad;
-  batcher.start_epoch(0);
-  EvalAccumulator acc(model_->options().num_classes, device_);
-  data::Batch batch;
-  while (batcher.next(batch)) acc.add(logits(batch.x), batch.y);
-  EvalResult r = acc.result(split);
-  notify_evaluation(r, epoch);
-  return r;
+EpochContext Trainer::epoch_context(int64_t epoch, EvalBatches* eval) {
+  return EpochContext{epoch, model_.ptr().get(), &trainable_, &recorder_, eval};
 }
 
 void Trainer::notify_evaluation(const EvalResult& result, int64_t epoch) {
-  EpochContext ctx{epoch, model_.ptr().get(), &trainable_, &recorder_};
+  EpochContext ctx = epoch_context(epoch, nullptr);
   for (auto* o : observers_) o->on_evaluation(ctx, result);
+}
+
+void Trainer::notify_epoch_end(int64_t epoch, EvalBatches* eval) {
+  EpochContext ctx = epoch_context(epoch, eval);
+  for (auto* o : observers_) o->on_epoch_end(ctx);
+}
+
+void Trainer::notify_run_end(int64_t epoch, EvalBatches* eval) {
+  EpochContext ctx = epoch_context(epoch, eval);
+  for (auto* o : observers_) o->on_run_end(ctx);
 }
 
 void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done,

@@ -1,8 +1,8 @@
-// The one training loop: forward, loss, backward, observers, clipping, step; evaluation with
-// classification metrics; checkpoints. Every study and probe goes through it: either whole
-// epochs over a Batcher (train_epoch) or step by step (begin_epoch / train_step / end_epoch),
-// which lets one engine feed the same batch, or the same frozen-trunk features, to several
-// trainers in lockstep.
+// The one training step: forward, loss, backward, observers, clipping, step; evaluation
+// accumulators with classification metrics; checkpoints. The loop over batches lives in one
+// place, the study engine's lockstep group (study/lockstep.cpp), which feeds the same batch,
+// or the same frozen-trunk features, to several trainers step by step (begin_epoch /
+// train_step / end_epoch) and calls the epoch hooks.
 #pragma once
 
 #include <torch/torch.h>
@@ -86,14 +86,10 @@ class Trainer {
 
   void add_observer(Observer* observer) { observers_.push_back(observer); }
 
-  // One epoch over `batcher` (start_epoch is called here). Throws Error if the loss became
+  // begin_epoch sets train mode (frozen BN per options), each train_step runs forward from
+  // options.input_stage, loss, backward, observers, clipping and the optimizer step;
+  // end_epoch reads the device accumulators once and throws Error if the loss became
   // non-finite, naming the run, epoch and first bad step.
-  EpochStats train_epoch(data::Batcher& batcher, int64_t epoch);
-
-  // The same, step by step: begin_epoch sets train mode (frozen BN per options), each
-  // train_step runs forward from options.input_stage, loss, backward, observers, clipping and
-  // the optimizer step; end_epoch reads the device accumulators once and throws like
-  // train_epoch.
   void begin_epoch(int64_t epoch, int64_t steps_per_epoch);
   void train_step(const torch::Tensor& input, const Targets& targets);
   EpochStats end_epoch();
@@ -101,10 +97,10 @@ class Trainer {
   // Logits for inputs entering at options.input_stage, in whatever mode the model is in.
   torch::Tensor logits(const torch::Tensor& input);
 
-  // Loss and metrics over every batch of `batcher`, in eval mode and inference mode.
-  EvalResult evaluate(data::Batcher& batcher, const std::string& split, int64_t epoch);
-  // Lets observers see an evaluation computed outside evaluate().
+  // Epoch hooks, called by the engine that runs the loop (see Observer).
   void notify_evaluation(const EvalResult& result, int64_t epoch);
+  void notify_epoch_end(int64_t epoch, EvalBatches* eval);
+  void notify_run_end(int64_t epoch, EvalBatches* eval);
 
   // Checkpoint = model parameters and buffers, optimizer state, the run's RNG state, the
   // number of completed epochs and `extra` (schedule, early stopping: whatever the caller
@@ -123,6 +119,7 @@ class Trainer {
 
  private:
   void set_train_mode();
+  EpochContext epoch_context(int64_t epoch, EvalBatches* eval);
 
   models::Classifier model_;
   TrainOptions options_;

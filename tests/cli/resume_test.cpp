@@ -15,6 +15,7 @@
 #include "cli/run_normlab.h"
 #include "io/state_dict.h"
 #include "store/store.h"
+#include "study/run_paths.h"
 #include "study/runner.h"
 
 namespace normlab {
@@ -42,7 +43,9 @@ train.batch_size = 16
 train.trainable = ["features.2", "head"]
 train.schedule = { name = "plateau", patience = 1 }
 train.early_stopping = { patience = 5 }
-probe.grad_norms = true
+probe.grad_norms = { enabled = true }
+probe.grad_hist = { enabled = true, every = 2 }
+probe.clip = { enabled = true }
 
 [grid]
 "model.head.norm" = ["bn", "frn"]
@@ -63,7 +66,7 @@ Final read_final(const fs::path& dir) {
       f.metrics[r.name + "|step" + std::to_string(p.step)] = p.value;
     }
     f.weights[r.name] =
-        io::load_state_dict(study::run_dir(dir.string(), r.config_hash) + "/model.safetensors");
+        io::load_state_dict(study::RunPaths::of(dir.string(), r.config_hash).final_weights());
   }
   return f;
 }

@@ -195,5 +195,30 @@ TEST(IsBatchNorm, TrueOnlyForBatchNorm) {
   EXPECT_TRUE(is_batch_norm(*torch::nn::BatchNorm3d(4)));
 }
 
+TEST(NormTraits, EveryBuiltNormIsRecognisedWithItsTableRow) {
+  for (const auto& name : concrete_norm_names()) {
+    const std::string kind = name.substr(0, name.find(':'));
+    const NormKind* row = nullptr;
+    for (const auto& k : norm_table()) {
+      if (k.name == kind) row = &k;
+    }
+    ASSERT_NE(row, nullptr) << name;
+    for (auto input : {NormInput::kVector, NormInput::kMap}) {
+      if (refused(name, input)) continue;
+      auto norm = make_norm(name, 4, input);
+      auto traits = norm_traits(*norm.ptr());
+      if (name == "none") {
+        EXPECT_FALSE(traits.has_value());
+        continue;
+      }
+      ASSERT_TRUE(traits.has_value()) << name;
+      EXPECT_EQ(traits->batch_statistics, row->traits.batch_statistics) << name;
+      EXPECT_EQ(traits->running_statistics, name == "bn") << name;
+      EXPECT_EQ(traits->batch_free, name != "bn") << name;
+    }
+  }
+  EXPECT_FALSE(norm_traits(*torch::nn::Linear(3, 4)).has_value());
+}
+
 }  // namespace
 }  // namespace normlab::nn

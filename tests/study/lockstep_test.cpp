@@ -1,4 +1,5 @@
 #include "study/lockstep.h"
+#include "study/run_paths.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -50,7 +51,7 @@ std::map<std::string, io::StateDict> final_weights(const fs::path& dir) {
   std::map<std::string, io::StateDict> out;
   for (const auto& r : db->runs()) {
     EXPECT_EQ(r.status, store::RunStatus::kComplete) << r.name << ": " << r.error;
-    out[r.name] = io::load_state_dict(run_dir(dir.string(), r.config_hash) + "/model.safetensors");
+    out[r.name] = io::load_state_dict(RunPaths::of(dir.string(), r.config_hash).final_weights());
   }
   return out;
 }
@@ -208,7 +209,7 @@ TEST(Lockstep, RunKilledAfterItsFinalCheckpointIsCompletedWithoutRetraining) {
     auto db = store::Store::open((d / "study.db").string());
     auto run = db->runs().front();
     db->set_status(run.id, store::RunStatus::kRunning);
-    fs::remove(run_dir(d.string(), run.config_hash) + "/model.safetensors");
+    fs::remove(RunPaths::of(d.string(), run.config_hash).final_weights());
   }
   StudyResult r = run_study(plan, runner(d));
   EXPECT_EQ(r.completed, 1);

@@ -82,12 +82,12 @@ TEST(Runner, RunsSkipsAndIsBitIdenticalAcrossInvocations) {
   }
   // Grid runs carry per-layer gradient norms, evaluation metrics, test metrics, a landscape.
   const auto& run = runs1[1];
-  EXPECT_FALSE(s1->scalars(run.id, "step", "grad_norm/features.1").empty());
-  EXPECT_TRUE(s1->scalars(run.id, "step", "grad_norm/features.0").empty());
+  EXPECT_FALSE(s1->scalars(run.id, "step", "grad_norm/pre/features.1").empty());
+  EXPECT_TRUE(s1->scalars(run.id, "step", "grad_norm/pre/features.0").empty());
   EXPECT_EQ(s1->scalars(run.id, "epoch", "val/acc").size(), 2u);
   EXPECT_EQ(s1->scalars(run.id, "epoch", "test/acc").size(), 1u);
-  EXPECT_TRUE(s1->artifact(run.id, "landscape").has_value());
-  EXPECT_TRUE(s1->artifact(run.id, "confusion").has_value());
+  EXPECT_EQ(s1->surfaces(run.id, "landscape").size(), 1u);
+  EXPECT_EQ(s1->matrices(run.id, "confusion/val").size(), 1u);
   EXPECT_EQ(s1->epochs_done(run.id), 2);
 
   // Running again does nothing: everything is complete.

@@ -15,6 +15,7 @@
 #include "io/state_dict.h"
 #include "store/store.h"
 #include "study/lockstep.h"
+#include "study/run_paths.h"
 #include "study/runner.h"
 #include "study/spec.h"
 #include "study/study_dirs.h"
@@ -168,14 +169,14 @@ TEST(S3Study, SmokeRunsStageOneFromTheFeatureCacheAndStageTwoFromItsWeights) {
     EXPECT_EQ(run.status, store::RunStatus::kComplete) << run.name << ": " << run.error;
     EXPECT_FALSE(db->scalars(run.id, "epoch", "val/acc").empty()) << run.name;
     EXPECT_EQ(db->scalars(run.id, "epoch", "test/acc").size(), 1u) << run.name;
-    EXPECT_TRUE(db->artifact(run.id, "confusion_test").has_value()) << run.name;
+    EXPECT_EQ(db->matrices(run.id, "confusion/test").size(), 1u) << run.name;
     if (&run == &pre) continue;
     Json cfg = Json::parse(run.config_json);
     EXPECT_EQ(cfg["model"]["weights"], "pretrain:" + pre.config_hash.substr(0, 16)) << run.name;
     EXPECT_EQ(db->epochs_done(run.id), 2) << run.name;
     // Only the unfrozen blocks move: gradient norms of features.18 exist iff it trains.
     bool deep = cfg["train"]["trainable"].size() > 1;
-    EXPECT_EQ(db->scalars(run.id, "step", "grad_norm/features.18.0.weight").empty(), !deep)
+    EXPECT_EQ(db->scalars(run.id, "step", "grad_norm/pre/features.18.0.weight").empty(), !deep)
         << run.name;
   }
 
@@ -189,14 +190,14 @@ TEST(S3Study, SmokeRunsStageOneFromTheFeatureCacheAndStageTwoFromItsWeights) {
   EXPECT_EQ(r2.completed, 4);
   EXPECT_EQ(r2.skipped, 5);
   io::StateDict stage1 =
-      io::load_state_dict(run_dir(out.string(), pre.config_hash) + "/model.safetensors");
+      io::load_state_dict(RunPaths::of(out.string(), pre.config_hash).final_weights());
   auto db2 = store::Store::open((out / "study.db").string(), {true, false});
   int checked = 0;
   for (const auto& run : db2->runs()) {
     if (run.seed != 1) continue;
     ++checked;
     io::StateDict w =
-        io::load_state_dict(run_dir(out.string(), run.config_hash) + "/model.safetensors");
+        io::load_state_dict(RunPaths::of(out.string(), run.config_hash).final_weights());
     // features.0-1 are frozen in every stage-2 run (BN statistics included: "freeze").
     for (const auto& [name, t] : stage1.items) {
       if (name.rfind("features.1.", 0) != 0 && name.rfind("features.0.", 0) != 0) continue;

@@ -98,15 +98,34 @@ TEST(Recorder, FlushesStepValuesInOrder) {
   r.step_values({"a", "b"}, 1, torch::tensor({3.0f, 4.0f}));
   r.epoch_value("val/acc", 0, 88.5);
   auto f = r.flush();
-  ASSERT_EQ(f.step.size(), 5u);
-  EXPECT_EQ(f.step[0].name, "a");
-  EXPECT_EQ(f.step[2].name, "loss");
-  EXPECT_DOUBLE_EQ(f.step[2].value, 0.5);
-  EXPECT_EQ(f.step[4].step, 1);
-  EXPECT_DOUBLE_EQ(f.step[4].value, 4.0);
-  ASSERT_EQ(f.epoch.size(), 1u);
-  EXPECT_DOUBLE_EQ(f.epoch[0].value, 88.5);
-  EXPECT_TRUE(r.flush().step.empty());
+  ASSERT_EQ(f.step_scalars.size(), 5u);
+  EXPECT_EQ(f.step_scalars[0].name, "a");
+  EXPECT_EQ(f.step_scalars[2].name, "loss");
+  EXPECT_DOUBLE_EQ(f.step_scalars[2].value, 0.5);
+  EXPECT_EQ(f.step_scalars[4].step, 1);
+  EXPECT_DOUBLE_EQ(f.step_scalars[4].value, 4.0);
+  ASSERT_EQ(f.epoch_scalars.size(), 1u);
+  EXPECT_DOUBLE_EQ(f.epoch_scalars[0].value, 88.5);
+  EXPECT_TRUE(r.flush().step_scalars.empty());
+  // Device values of an epoch series, histograms, surfaces and matrices come back typed.
+  r.epoch_values({"x", "y"}, 2, torch::tensor({0.25, 0.75}));
+  BinSpec spec{"linear", 0, 1, 2};
+  r.histogram("h", store::Axis::kStep, 7, spec,
+              histogram_packed(torch::tensor({0.1, 0.2, 0.9}), spec));
+  r.surface("s", 2, store::Surface{"a", "b", "c", {0, 1}, {5}, {{1, 2}}});
+  r.matrix("m", 2, store::Matrix{{"p"}, {"q"}, {{3}}});
+  auto g = r.flush();
+  ASSERT_EQ(g.epoch_scalars.size(), 2u);
+  EXPECT_EQ(g.epoch_scalars[1].name, "y");
+  EXPECT_EQ(g.epoch_scalars[1].step, 2);
+  EXPECT_DOUBLE_EQ(g.epoch_scalars[1].value, 0.75);
+  ASSERT_EQ(g.histograms.size(), 1u);
+  EXPECT_EQ(g.histograms[0].step, 7);
+  EXPECT_EQ(g.histograms[0].hist.counts, (std::vector<int64_t>{2, 1}));
+  ASSERT_EQ(g.surfaces.size(), 1u);
+  EXPECT_EQ(g.surfaces[0].surface.z[0][1], 2);
+  ASSERT_EQ(g.matrices.size(), 1u);
+  EXPECT_TRUE(r.flush().empty());
   EXPECT_THROW(r.step_values({"a"}, 0, torch::tensor({1.0f, 2.0f})), c10::Error);
 }
 

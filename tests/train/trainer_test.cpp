@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "train_loop.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -74,10 +76,10 @@ TEST(Trainer, LearnsSyntheticDataAndCallsObservers) {
   t.add_observer(&obs);
   data::Batcher train_b(synthetic(256, true), batch_opts(true), 0);
   data::Batcher val_b(synthetic(128, false), batch_opts(false), 0);
-  EvalResult before = t.evaluate(val_b, "val", 0);
-  t.train_epoch(train_b, 0);
-  EpochStats s = t.train_epoch(train_b, 1);
-  EvalResult after = t.evaluate(val_b, "val", 1);
+  EvalResult before = testing::evaluate(t, val_b, "val");
+  testing::train_epoch(t, train_b, 0);
+  EpochStats s = testing::train_epoch(t, train_b, 1);
+  EvalResult after = testing::evaluate(t, val_b, "val");
   EXPECT_EQ(obs.backward, 16);
   EXPECT_EQ(obs.steps, 16);
   EXPECT_TRUE(obs.saw_grad);
@@ -87,7 +89,7 @@ TEST(Trainer, LearnsSyntheticDataAndCallsObservers) {
   EXPECT_GT(s.images_per_s, 0);
   EXPECT_EQ(after.confusion.sum().item<int64_t>(), 128);
   auto flushed = t.recorder().flush();
-  EXPECT_EQ(flushed.step.size(), 32u);  // train/loss + grad_norm/total per step
+  EXPECT_EQ(flushed.step_scalars.size(), 32u);  // train/loss + grad_norm/total per step
 }
 
 TEST(Trainer, FrozenBatchNormOptionControlsRunningStats) {
@@ -101,7 +103,7 @@ TEST(Trainer, FrozenBatchNormOptionControlsRunningStats) {
     auto* bn = model->features->ptr(0)->as<torch::nn::Sequential>()->ptr(1).get();
     torch::Tensor before = bn->named_buffers()["running_mean"].clone();
     data::Batcher b(synthetic(64, true), batch_opts(true), 0);
-    t.train_epoch(b, 0);
+    testing::train_epoch(t, b, 0);
     torch::Tensor after = bn->named_buffers()["running_mean"];
     if (mode == FrozenBatchNorm::kUpdate) {
       EXPECT_FALSE(torch::equal(before, after)) << "frozen BN should update its statistics";
@@ -127,8 +129,8 @@ TEST(Trainer, NonFiniteLossIsAnErrorNamingTheRun) {
   Trainer t(tiny_model("none"), o, torch::kCPU);
   data::Batcher b(synthetic(128, true), batch_opts(true), 0);
   try {
-    t.train_epoch(b, 0);
-    t.train_epoch(b, 1);
+    testing::train_epoch(t, b, 0);
+    testing::train_epoch(t, b, 1);
     FAIL() << "expected an Error for NaN loss";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("diverging-run"), std::string::npos) << e.what();
@@ -146,16 +148,16 @@ TEST(Trainer, CheckpointResumeIsBitIdentical) {
   apply_seed(5);
   Trainer a(tiny_model(), opts(), torch::kCPU);
   data::Batcher ba(train_data, batch_opts(true), 5);
-  a.train_epoch(ba, 0);
+  testing::train_epoch(a, ba, 0);
   a.save_checkpoint(path, 1);
-  a.train_epoch(ba, 1);
+  testing::train_epoch(a, ba, 1);
 
   // Fresh model, restored from the epoch-1 checkpoint, then epoch 2.
   apply_seed(99);  // a different global RNG state: the checkpoint must restore it
   Trainer b(tiny_model(), opts(), torch::kCPU);
   EXPECT_EQ(b.load_checkpoint(path), 1);
   data::Batcher bb(train_data, batch_opts(true), 5);
-  b.train_epoch(bb, 1);
+  testing::train_epoch(b, bb, 1);
 
   auto pa = a.model()->named_parameters();
   auto pb = b.model()->named_parameters();

@@ -1,0 +1,40 @@
+// The train / validation / test splits of a run: which dataset files, which classes, how the
+// validation set is carved (from the training split or from the official test split) and the
+// stratified size limits. A pure function of its options, so every run of a lockstep group
+// (and a resumed run) sees the same images.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/registry.h"
+
+namespace normlab::data {
+
+struct SplitOptions {
+  DatasetSource train_source;  // official training split
+  DatasetSource test_source;   // official test split
+  std::vector<int64_t> classes;
+  double val_fraction = 0.2;
+  uint64_t split_seed = 0;
+  int64_t train_limit = 0;  // 0 = no limit (a stratified subset otherwise)
+  int64_t val_limit = 0;
+  bool test = true;
+  int64_t test_limit = 0;
+  // Where validation comes from: "train" (val_fraction of the training split) or "test"
+  // (val_fraction of the official test split; the rest stays the test set).
+  std::string val_from = "train";
+};
+
+struct Splits {
+  Dataset train;
+  Dataset val;   // size 0 when val_fraction is 0
+  Dataset test;  // size 0 when test = false
+};
+
+// Loads and splits. Throws Error when the training set ends up empty.
+Splits load_splits(const SplitOptions& options);
+
+}  // namespace normlab::data

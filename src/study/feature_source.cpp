@@ -1,0 +1,227 @@
+#include "study/feature_source.h"
+
+#include "core/error.h"
+#include "core/runtime.h"
+#include "data/augment.h"
+#include "models/prefix.h"
+#include "study/engine_timing.h"
+#include "study/feature_cache.h"
+#include "train/guards.h"
+
+namespace normlab::study {
+namespace {
+
+// Images through the shared prefix (cut 0: the images themselves).
+class TrunkSource : public FeatureSource {
+ public:
+  TrunkSource(data::Batcher batcher, models::Classifier prefix, int64_t cut, bool channels_last)
+      : batcher_(std::move(batcher)),
+        prefix_(std::move(prefix)),
+        cut_(cut),
+        channels_last_(channels_last) {}
+  int64_t batches_per_epoch() const override { return batcher_.batches_per_epoch(); }
+  void start_epoch(int64_t epoch) override { batcher_.start_epoch(epoch); }
+  bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) override {
+    data::Batch b;
+    if (!batcher_.next(b)) return false;
+    torch::Tensor x = channels_last_ ? models::channels_last(b.x) : b.x;
+    {
+      // The prefix is frozen: no graph. (NoGradGuard rather than InferenceMode: the tails
+      // save these tensors for their backward pass, which inference tensors forbid.)
+      torch::NoGradGuard no_grad;
+      h = models::run_prefix(*prefix_, x, cut_).contiguous();
+      if (h_flip != nullptr) *h_flip = models::run_prefix(*prefix_, x.flip(3), cut_).contiguous();
+    }
+    t = train::Targets{b.y, b.y2, b.lam};
+    return true;
+  }
+
+ private:
+  data::Batcher batcher_;
+  models::Classifier prefix_;
+  int64_t cut_;
+  bool channels_last_;
+};
+
+// Prefix outputs read from the feature cache; training order and flips drawn per epoch from
+// the run's seed like the batcher's.
+class CacheSource : public FeatureSource {
+ public:
+  CacheSource(std::shared_ptr<io::FeatureFile> file, torch::Tensor labels, int64_t batch_size,
+              bool training, bool random_flip, uint64_t seed, torch::Device device)
+      : file_(std::move(file)),
+        labels_(labels.to(device)),
+        batch_size_(batch_size),
+        training_(training),
+        random_flip_(random_flip),
+        seed_(seed),
+        device_(device) {}
+  int64_t batches_per_epoch() const override {
+    return (file_->spec().items + batch_size_ - 1) / batch_size_;
+  }
+  void start_epoch(int64_t epoch) override {
+    const int64_t n = file_->spec().items;
+    cursor_ = 0;
+    if (!training_) {
+      order_ = torch::arange(n, torch::kLong);
+      views_ = torch::zeros({n}, torch::kLong);
+      return;
+    }
+    torch::Generator gen = make_generator(data::epoch_seed(seed_, epoch));
+    order_ = torch::randperm(n, gen, torch::kLong);
+    views_ = random_flip_ ? torch::randint(0, 2, {n}, gen, torch::kLong)
+                          : torch::zeros({n}, torch::kLong);
+  }
+  bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) override {
+    const int64_t n = file_->spec().items;
+    if (cursor_ >= n) return false;
+    const int64_t end = std::min(n, cursor_ + batch_size_);
+    torch::Tensor idx = order_.slice(0, cursor_, end);
+    h = file_->gather(idx, views_.slice(0, cursor_, end), device_);
+    if (h_flip != nullptr) *h_flip = file_->gather(idx, torch::ones_like(idx), device_);
+    t = train::Targets{labels_.index_select(0, idx.to(device_)), {}, {}};
+    cursor_ = end;
+    return true;
+  }
+
+ private:
+  std::shared_ptr<io::FeatureFile> file_;
+  torch::Tensor labels_;
+  int64_t batch_size_;
+  bool training_;
+  bool random_flip_;
+  uint64_t seed_;
+  torch::Device device_;
+  torch::Tensor order_, views_;
+  int64_t cursor_ = 0;
+};
+
+}  // namespace
+
+data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch::Device device,
+                                     bool training) {
+  data::BatcherOptions b;
+  b.batch_size = training ? d.batch_size : d.eval_batch_size;
+  b.shuffle = training;
+  b.drop_last = false;
+  if (training) b.augment = d.augment;
+  b.resize = d.resize;
+  auto preset = data::normalize_preset(d.normalize, channels);
+  b.mean = preset.mean;
+  b.stddev = preset.stddev;
+  b.device = device;
+  return b;
+}
+
+FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
+                               models::Classifier prefix, int64_t cut, torch::Device device,
+                               const data::Splits& splits, EngineTiming& timing)
+    : lead_(lead),
+      architecture_(std::move(architecture)),
+      prefix_(std::move(prefix)),
+      cut_(cut),
+      device_(device),
+      splits_(splits),
+      timing_(timing),
+      channels_(splits.train.images.size(1)) {
+  const std::string& mode = lead_.data.feature_cache;
+  const std::string why = cache_refusal();
+  cached_ = mode != "off" && why.empty();
+  require(mode != "require" || cached_, "data.feature_cache = \"require\"",
+          "the feature cache cannot be used: " + why,
+          "use \"auto\" to fall back to running the prefix every batch");
+  train_ = make(splits_.train, true);
+  if (splits_.val.size() > 0) val_ = make(splits_.val, false);
+  if (splits_.test.size() > 0) test_ = make(splits_.test, false);
+}
+
+std::string FeatureSources::cache_refusal() const {
+  if (cut_ == 0) return "no frozen prefix (train.trainable is empty or starts at the first stage)";
+  if (!data::flip_only(lead_.data.augment)) {
+    return "augmentation other than horizontal flips changes the prefix input every epoch";
+  }
+  if (lead_.train.frozen_bn == train::FrozenBatchNorm::kUpdate &&
+      models::prefix_has_batch_norm(*prefix_.ptr(), cut_)) {
+    return "train.frozen_bn = \"update\": the prefix's BatchNorm layers use batch statistics";
+  }
+  return "";
+}
+
+std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, bool training) {
+  const RunOptions& o = lead_;
+  if (cached_) {
+    FeatureCacheRequest r;
+    r.model = prefix_;
+    r.cut = cut_;
+    r.architecture = architecture_;
+    r.preprocess = batcher_options(o.data, channels_, device_, false);
+    r.views = (training ? o.data.augment.hflip : o.tta) ? 2 : 1;
+    r.channels_last = o.channels_last;
+    auto res = cached_prefix_features(r, ds);
+    timing_.cache_seconds += res.seconds;
+    timing_.cache_images += res.image_views;
+    return std::make_unique<CacheSource>(
+        res.file, ds.labels, training ? o.data.batch_size : o.data.eval_batch_size, training,
+        training && o.data.augment.hflip, o.seed, device_);
+  }
+  data::Batcher b(ds, batcher_options(o.data, channels_, device_, training), o.seed);
+  return std::make_unique<TrunkSource>(std::move(b), prefix_, cut_, o.channels_last);
+}
+
+FeatureSource* FeatureSources::eval(const std::string& split) {
+  if (split == "val") return val_.get();
+  if (split == "test") return test_.get();
+  if (split == "train_eval") {
+    if (!train_eval_) train_eval_ = make(splits_.train, false);
+    return train_eval_.get();
+  }
+  throw Error("split '" + split + "'", "unknown evaluation split", "use val, test or train_eval");
+}
+
+const data::Dataset* FeatureSources::dataset(const std::string& split) const {
+  if (split == "train") return &splits_.train;
+  if (split == "val") return &splits_.val;
+  if (split == "test") return &splits_.test;
+  return nullptr;
+}
+
+bool FeatureSources::has_split(const std::string& split) const {
+  const data::Dataset* ds = dataset(split);
+  return ds != nullptr && ds->images.defined() && ds->size() > 0;
+}
+
+void FeatureSources::for_each(const std::string& split, int64_t max_batches, int64_t stage,
+                              const std::function<void(const data::Batch&)>& fn) {
+  require(has_split(split), "split '" + split + "'", "the run has no such split (or it is empty)");
+  require(stage >= 0 && stage <= cut_, "evaluation batches",
+          "stage " + std::to_string(stage) + " is past the frozen prefix (" + std::to_string(cut_) +
+              ")");
+  int64_t taken = 0;
+  auto more = [&] { return max_batches <= 0 || taken < max_batches; };
+  train::EvalModeGuard eval_mode(*prefix_);
+  torch::NoGradGuard no_grad;
+  if (stage == cut_) {
+    // The group's own evaluation source: cached or shared prefix outputs.
+    FeatureSource* source = eval(split == "train" ? "train_eval" : split);
+    source->start_epoch(0);
+    torch::Tensor h;
+    train::Targets t;
+    while (more() && source->next(h, nullptr, t)) {
+      fn(data::Batch{h, t.y, {}, {}});
+      ++taken;
+    }
+    return;
+  }
+  data::Batcher b(*dataset(split), batcher_options(lead_.data, channels_, device_, false),
+                  lead_.seed);
+  b.start_epoch(0);
+  data::Batch batch;
+  while (more() && b.next(batch)) {
+    torch::Tensor x = lead_.channels_last ? models::channels_last(batch.x) : batch.x;
+    batch.x = stage > 0 ? models::run_prefix(*prefix_, x, stage).contiguous() : batch.x;
+    fn(batch);
+    ++taken;
+  }
+}
+
+}  // namespace normlab::study

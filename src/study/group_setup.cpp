@@ -1,0 +1,104 @@
+#include "study/group_setup.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "models/prefix.h"
+#include "models/recalibrate.h"
+#include "study/feature_source.h"
+#include "study/weights.h"
+
+namespace normlab::study {
+namespace fs = std::filesystem;
+namespace {
+
+models::Classifier build(const RunOptions& o, const data::Splits& splits, torch::Device device,
+                         const std::string& out_dir) {
+  models::ModelOptions mo = o.model;
+  mo.in_channels = splits.train.images.size(1);
+  mo.input_hw = o.data.resize > 0 ? o.data.resize : splits.train.images.size(2);
+  mo.num_classes = splits.train.num_classes;
+  apply_seed(o.seed);  // the same initial weights as the run trained alone
+  models::Classifier model = models::build_model(mo);
+  if (!o.weights.empty()) load_weights(*model, o.weights, o.weights_skip, out_dir);
+  model->to(device);
+  return model;
+}
+
+// BN-folded imports carry placeholder statistics; measure the real ones on unaugmented
+// training batches before any BN layer runs in train mode. Only the loaded backbone is
+// recalibrated: a new head has nothing to fix.
+void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs) {
+  const RunOptions& o = runs.front()->o;
+  const int64_t channels = g.splits.train.images.size(1);
+  data::Batcher calib(g.splits.train, batcher_options(o.data, channels, g.device, false), o.seed);
+  calib.start_epoch(0);
+  data::Batch b;
+  int64_t batches = 0;
+  // The same images as whole evaluation batches, fed in chunks: statistics are merged
+  // exactly (Chan et al.), and a 256-image batch at 224x224 would need ~10 GB at once.
+  std::vector<torch::Tensor> chunks;
+  auto report = models::recalibrate_batchnorm(*g.prefix, [&](torch::Tensor& x) {
+    if (chunks.empty()) {
+      if (batches++ >= o.recalibrate_batches || !calib.next(b)) return false;
+      auto parts = b.x.split(models::kPrefixChunk * 4);
+      chunks.assign(parts.rbegin(), parts.rend());
+    }
+    x = chunks.back();
+    chunks.pop_back();
+    return true;
+  });
+  const int64_t trunk = g.prefix->num_stages();  // every stage: the head is not copied
+  for (auto& r : runs) {
+    if (r->start_epoch == 0) models::copy_prefix(*g.prefix, *r->model, trunk, false);
+  }
+  log::info("recalibrated ", report.layers, " BatchNorm layers on ", report.samples,
+            " images (the backbone's statistics are used by every run of the group)");
+}
+
+}  // namespace
+
+GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Store& db,
+                        const RunnerOptions& options) {
+  const RunOptions& o = runs.front()->o;
+  GroupModels g;
+  g.device = parse_device(o.device);
+  g.splits = data::load_splits(o.data.split);
+  g.prefix = build(o, g.splits, g.device, options.out_dir);
+  g.cut = models::cut_point(*g.prefix, o.train.trainable);
+  std::vector<bool> resume;
+  for (auto& r : runs) {
+    fs::create_directories(r->paths.dir);
+    r->model = build(r->o, g.splits, g.device, options.out_dir);
+    require(models::cut_point(*r->model, r->o.train.trainable) == g.cut, r->name(),
+            "internal: members of a lockstep group differ in cut");
+    const bool has_ckpt = db.epochs_done(r->id()) > 0 && fs::exists(r->paths.checkpoint());
+    resume.push_back(has_ckpt);
+    r->start_epoch = has_ckpt ? -1 : 0;
+  }
+  const bool any_fresh =
+      std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r->start_epoch == 0; });
+  if (o.recalibrate_bn && any_fresh) recalibrate(g, runs);
+
+  // NHWC speeds up the inference-only prefix (oneDNN: 1.5-1.8x on MobileNetV2 here) but
+  // slows the tails' backward (a 1x1 conv's weight gradient ran 2.3x slower in NHWC), so
+  // only the prefix holder is converted; its outputs are made contiguous for the tails.
+  if (o.channels_last) models::to_channels_last(*g.prefix);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    runs[i]->make_trainer(g.cut, g.device, g.splits.train.size(), resume[i], db);
+  }
+  // The prefix state (BN statistics updated in train mode) of the earliest run.
+  RunState* earliest = nullptr;
+  for (auto& r : runs) {
+    if (earliest == nullptr || r->start_epoch < earliest->start_epoch) earliest = r.get();
+  }
+  if (g.cut > 0 && earliest != nullptr) {
+    models::copy_prefix(*earliest->model, *g.prefix, g.cut, false);
+  }
+  return g;
+}
+
+}  // namespace normlab::study
