@@ -221,7 +221,16 @@ def run_reference(args, mode, data_dir, seeds):
     return {"runs": runs, "timing": timing, "wall_seconds": wall, "failures": failures}
 
 
-def normlab_command(args, mode, data_dir, out_dir, seeds):
+# Every probe off (the speed comparison with the reference measures training alone).
+kProbesOff = [
+    "probe.landscape.enabled=false",
+    "probe.grad_norms.enabled=false",
+    "probe.grad_hist.enabled=false",
+    "probe.clip.enabled=false",
+]
+
+
+def normlab_command(args, mode, data_dir, out_dir, seeds, probe_sets=None):
     sets = [
         f"data.path={data_dir}",
         "data.val_from=test",
@@ -233,11 +242,7 @@ def normlab_command(args, mode, data_dir, out_dir, seeds):
         "data.normalize=tf-128",
         f"train.epochs={args.epochs}",
         "study.seeds=[" + ",".join(str(s) for s in seeds) + "]",
-        "probe.landscape.enabled=false",
-        "probe.grad_norms.enabled=false",
-        "probe.grad_hist.enabled=false",
-        "probe.clip.enabled=false",
-    ] + kModes[mode]["normlab"]
+    ] + (kProbesOff if probe_sets is None else probe_sets) + kModes[mode]["normlab"]
     cmd = [args.normlab, "study", "run", args.study, "--out", out_dir,
            "--threads", str(args.threads), "--quiet", "--no-report"]
     for s in sets:

@@ -78,23 +78,47 @@ int study_run(const StudyRunArgs& a) {
   return result.failed > 0 ? 1 : 0;
 }
 
-int config_show(const std::string& spec_path, const std::vector<std::string>& sets, bool smoke) {
-  nlohmann::json cfg;
-  if (spec_path.empty()) {
-    cfg = normlab::study::default_run_config();
-  } else {
-    auto spec = normlab::study::load_spec(spec_path);
-    normlab::study::ExpandOptions eo;
-    eo.sets = parse_sets(sets);
-    eo.smoke = smoke;
-    auto plan = normlab::study::expand(spec, eo);
-    nlohmann::json runs = nlohmann::json::array();
-    if (plan.pretrain)
-      runs.push_back({{"name", plan.pretrain->name}, {"config", plan.pretrain->config}});
-    for (const auto& r : plan.runs) runs.push_back({{"name", r.name}, {"config", r.config}});
-    cfg = {{"study", plan.study_name}, {"runs", runs}};
+// One line per value: `key = value  # source` (default, [run], [grid], --set, [smoke.run]).
+void print_config(const nlohmann::json& config, const normlab::study::Provenance& sources) {
+  for (const auto& [key, value] : normlab::study::config_leaves(config)) {
+    auto it = sources.find(key);
+    std::string line = key + " = " + value.dump();
+    if (line.size() < 56) line.resize(56, ' ');
+    std::cout << line << "  # " << (it == sources.end() ? "default" : it->second) << "\n";
   }
-  std::cout << cfg.dump(2) << "\n";
+}
+
+int config_show(const std::string& spec_path, const std::vector<std::string>& sets, bool smoke,
+                bool json) {
+  if (spec_path.empty()) {
+    if (json) {
+      std::cout << normlab::study::default_run_config().dump(2) << "\n";
+    } else {
+      print_config(normlab::study::default_run_config(), {});
+    }
+    return 0;
+  }
+  auto spec = normlab::study::load_spec(spec_path);
+  normlab::study::ExpandOptions eo;
+  eo.sets = parse_sets(sets);
+  eo.smoke = smoke;
+  auto plan = normlab::study::expand(spec, eo);
+  std::vector<const normlab::study::RunPlan*> all;
+  if (plan.pretrain) all.push_back(&*plan.pretrain);
+  for (const auto& r : plan.runs) all.push_back(&r);
+  if (json) {
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto* r : all) {
+      runs.push_back({{"name", r->name}, {"config", r->config}, {"sources", r->sources}});
+    }
+    std::cout << nlohmann::json{{"study", plan.study_name}, {"runs", runs}}.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "# study '" << plan.study_name << "': " << all.size() << " run(s)\n";
+  for (const auto* r : all) {
+    std::cout << "\n[" << r->name << "]\n";
+    print_config(r->config, r->sources);
+  }
   return 0;
 }
 
@@ -135,15 +159,19 @@ void add_study_commands(CLI::App& app, std::vector<Command>& out) {
   auto show_spec = std::make_shared<std::string>();
   auto show_sets = std::make_shared<std::vector<std::string>>();
   auto show_smoke = std::make_shared<bool>(false);
+  auto show_json = std::make_shared<bool>(false);
   auto* config = app.add_subcommand("config", "Inspect configuration");
   config->require_subcommand(1);
   auto* show = config->add_subcommand(
-      "show", "Print the defaults, or every resolved run config of a study file");
+      "show",
+      "Print the defaults, or every resolved run config of a study file with the source of "
+      "each value");
   show->add_option("spec", *show_spec, "Study file (TOML)")->check(CLI::ExistingFile);
   show->add_option("--set", *show_sets, "Override a config key: KEY=VALUE (repeatable)");
   show->add_flag("--smoke", *show_smoke, "Resolve the [smoke] variant");
-  out.push_back({show, [show_spec, show_sets, show_smoke] {
-                   return config_show(*show_spec, *show_sets, *show_smoke);
+  show->add_flag("--json", *show_json, "JSON (configs and each value's source)");
+  out.push_back({show, [show_spec, show_sets, show_smoke, show_json] {
+                   return config_show(*show_spec, *show_sets, *show_smoke, *show_json);
                  }});
 }
 

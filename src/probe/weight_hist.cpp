@@ -2,6 +2,8 @@
 // selected layer's weights after the optimizer step ("weight_hist/<layer>", 40 bins over a
 // fixed range), the layer's weight variance ("weight_var/<layer>") and its change over the
 // step ("weight_var_delta/<layer>" = var after - var before the step), all on the device.
+#include <memory>
+
 #include "core/error.h"
 #include "probe/bins_option.h"
 #include "probe/registry.h"
@@ -38,9 +40,12 @@ class WeightHist : public train::Observer {
     torch::Tensor after = variances();
     ctx.recorder->step_values(var_names_, ctx.global_step, after);
     ctx.recorder->step_values(delta_names_, ctx.global_step, after - before_);
-    for (const auto& l : layers_) {
-      ctx.recorder->histogram("weight_hist/" + l.name, store::Axis::kStep, ctx.global_step, spec_,
-                              train::histogram_packed(flat(l.params), spec_));
+    std::vector<torch::Tensor> weights;
+    for (const auto& l : layers_) weights.push_back(flat(l.params));
+    torch::Tensor rows = train::histograms_packed(weights, spec_);  // (L, bins + 6)
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      ctx.recorder->histogram("weight_hist/" + layers_[i].name, store::Axis::kStep, ctx.global_step,
+                              spec_, rows[static_cast<int64_t>(i)]);
     }
   }
 
@@ -55,6 +60,8 @@ class WeightHist : public train::Observer {
   train::BinSpec spec_;
   int64_t every_;
   std::vector<ParamItem> layers_;
+  std::vector<torch::Tensor> params_;  // every layer's tensors, layer by layer
+  std::unique_ptr<train::HistogramBatch> batch_;
   std::vector<std::string> var_names_, delta_names_;
   torch::Tensor before_;
 };

@@ -98,7 +98,57 @@ std::vector<std::string> axis_labels(const std::vector<GridAxis>& grid) {
   return labels;
 }
 
+// Marks every leaf key `overlay` sets as coming from `source`.
+void mark(Provenance& p, const Json& overlay, const std::string& source, const Json& schema,
+          const std::string& prefix = "") {
+  for (const auto& item : overlay.items()) {
+    const std::string key = prefix.empty() ? item.key() : prefix + "." + item.key();
+    const Json* def =
+        schema.is_object() && schema.contains(item.key()) ? &schema[item.key()] : nullptr;
+    if (item.value().is_object() && def != nullptr && def->is_object() && !def->empty()) {
+      mark(p, item.value(), source, *def, key);
+    } else {
+      p[key] = source;
+    }
+  }
+}
+
+// {"a": {"b": v}} for "a.b" = v.
+Json nested(const std::string& dotted, const Json& value) {
+  Json out = value;
+  size_t end = dotted.size();
+  while (true) {
+    size_t dot = dotted.rfind('.', end - 1);
+    std::string part = dotted.substr(dot == std::string::npos ? 0 : dot + 1,
+                                     end - (dot == std::string::npos ? 0 : dot + 1));
+    out = Json{{part, out}};
+    if (dot == std::string::npos) break;
+    end = dot;
+  }
+  return out;
+}
+
+void leaves(const Json& node, const Json& schema, const std::string& prefix,
+            std::vector<std::pair<std::string, Json>>& out) {
+  for (const auto& item : node.items()) {
+    const std::string key = prefix.empty() ? item.key() : prefix + "." + item.key();
+    const Json* def =
+        schema.is_object() && schema.contains(item.key()) ? &schema[item.key()] : nullptr;
+    if (item.value().is_object() && def != nullptr && def->is_object() && !def->empty()) {
+      leaves(item.value(), *def, key, out);
+    } else {
+      out.emplace_back(key, item.value());
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, Json>> config_leaves(const Json& config) {
+  std::vector<std::pair<std::string, Json>> out;
+  leaves(config, default_run_config(), "", out);
+  return out;
+}
 
 Spec parse_spec(const std::string& text, const std::string& where) {
   Spec spec;
@@ -167,12 +217,16 @@ Spec load_spec(const std::string& path) { return parse_spec(read_file_text(path)
 
 Plan expand(const Spec& spec, const ExpandOptions& options) {
   const std::string where = spec.path.empty() ? "study" : spec.path;
+  const Json& schema = default_run_config();
   Json base = default_run_config();
   merge_config(base, spec.run, where + " [run]");
+  Provenance base_src, pre_src;
+  mark(base_src, spec.run, "[run]", schema);
   std::optional<Json> pre;
   if (spec.pretrain) {
     pre = default_run_config();
     merge_config(*pre, *spec.pretrain, where + " [pretrain]");
+    mark(pre_src, *spec.pretrain, "[pretrain]", schema);
   }
   std::vector<int64_t> seeds = spec.seeds;
   std::vector<GridAxis> grid = spec.grid;
@@ -180,10 +234,14 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     require(spec.smoke.has_value(), where, "has no [smoke] section", "add one, or drop --smoke");
     const Json& s = *spec.smoke;
     if (s.contains("seeds")) seeds = parse_seeds(s["seeds"], where + " [smoke]");
-    if (s.contains("run")) merge_config(base, s["run"], where + " [smoke.run]");
+    if (s.contains("run")) {
+      merge_config(base, s["run"], where + " [smoke.run]");
+      mark(base_src, s["run"], "[smoke.run]", schema);
+    }
     if (s.contains("pretrain")) {
       require(pre.has_value(), where + " [smoke.pretrain]", "the study has no [pretrain]");
       merge_config(*pre, s["pretrain"], where + " [smoke.pretrain]");
+      mark(pre_src, s["pretrain"], "[smoke.pretrain]", schema);
     }
   }
   for (const auto& [key, text] : options.sets) {
@@ -196,12 +254,14 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     if (key.rfind("pretrain.", 0) == 0) {
       require(pre.has_value(), from, "the study has no [pretrain] section");
       set_config_value(*pre, key.substr(9), value, from);
+      mark(pre_src, nested(key.substr(9), value), "--set", schema);
       continue;
     }
     for (auto& axis : grid) {
       if (axis.key == key) axis.values = {value};
     }
     set_config_value(base, key, value, from);
+    mark(base_src, nested(key, value), "--set", schema);
   }
 
   Plan plan;
@@ -210,7 +270,8 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
   if (pre) {
     (*pre)["seed"] = seeds.front();
     validate_run_config(*pre, where + " [pretrain]");
-    RunPlan p{"pretrain", "pretrain", *pre, "pretrain"};
+    pre_src["seed"] = "[study] seeds (the first)";
+    RunPlan p{"pretrain", "pretrain", *pre, "pretrain", pre_src};
     plan.pretrain = p;
     pretrain_ref = "pretrain:" + sha256_hex(canonical_text(*pre)).substr(0, 16);
   }
@@ -221,6 +282,7 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
   for (int64_t seed : seeds) {
     for (size_t p = 0; p < points; ++p) {
       Json cfg = base;
+      Provenance src = base_src;
       std::string group;
       size_t rest = p;
       // The last axis varies fastest, like nested loops written in file order.
@@ -232,17 +294,20 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       for (size_t a = 0; a < grid.size(); ++a) {
         const Json& v = grid[a].values[index[a]];
         set_config_value(cfg, grid[a].key, v, where + " [grid]");
+        mark(src, nested(grid[a].key, v), "[grid]", schema);
         group += (group.empty() ? "" : " ") + labels[a] + "=" + format_value(v);
       }
       if (group.empty()) group = spec.name;
       cfg["seed"] = seed;
+      src["seed"] = "[study] seeds";
       if (cfg["model"]["weights"] == "pretrain") {
         require(!pretrain_ref.empty(), where + ": key 'model.weights'",
                 "is \"pretrain\" but the study has no [pretrain] section");
         cfg["model"]["weights"] = pretrain_ref;
       }
       validate_run_config(cfg, where);
-      plan.runs.push_back({group + " seed=" + std::to_string(seed), group, cfg, "run"});
+      plan.runs.push_back(
+          {group + " seed=" + std::to_string(seed), group, cfg, "run", std::move(src)});
     }
   }
   return plan;

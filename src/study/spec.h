@@ -8,6 +8,7 @@
 //              [smoke.pretrain]
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -39,12 +40,21 @@ struct Spec {
 Spec parse_spec(const std::string& text, const std::string& where);
 Spec load_spec(const std::string& path);
 
+// Where a run's values came from: dotted key -> "[run]", "[smoke.run]", "--set", "[grid]",
+// "[study] seeds", "[pretrain]", ... Keys absent here have their default.
+using Provenance = std::map<std::string, std::string>;
+
 struct RunPlan {
   std::string name;   // "head.norm=bn clip_norm=0.1 seed=0"
   std::string group;  // the same without the seed
   Json config;        // fully resolved
   std::string role;   // "pretrain" or "run"
+  Provenance sources;
 };
+
+// Every leaf of a config as (dotted key, value), in key order; open tables
+// (model.norm_overrides) are leaves.
+std::vector<std::pair<std::string, Json>> config_leaves(const Json& config);
 
 struct Plan {
   std::string study_name;

@@ -1,5 +1,5 @@
 // Histograms computed on the device, without a host synchronisation: a histogram is packed
-// into one float64 tensor (counts and running statistics) that can be merged with another
+// into one float64 row (counts and running statistics) that can be merged with another
 // (accumulating a histogram over an epoch's steps) and is copied to the host only when the
 // recorder flushes an epoch. The bins are fixed in advance, so histograms of different
 // epochs, runs and configurations of a study share their edges and can be compared bin by bin.
@@ -26,15 +26,48 @@ struct BinSpec {
   std::vector<double> edges() const;
 };
 
-// Packed layout, (bins + 6) float64: counts[bins], count, nonfinite, min, max, sum, sum_sq.
-// min/max are +inf/-inf while count is 0.
+// Packed row, (bins + 6) float64: counts[bins], count, nonfinite, sum, sum_sq, min, max. The
+// first bins + 4 entries add when histograms merge; min/max are +inf/-inf while count is 0.
 constexpr int64_t kPackedStats = 6;
 
-// Histogram of every element of `values` (any shape, float dtype, any device) -> packed.
+// Histograms of a fixed list of tensors, and of groups of them (e.g. the parameters of one
+// layer), in one pass over all elements: a bincount and segment reductions instead of one
+// small histogram per tensor (probes call this every step, and LibTorch's per-op overhead
+// dominates small tensors).
+class HistogramBatch {
+ public:
+  // sizes: element count of each tensor; group_of: the group of each tensor (empty = no
+  // groups), groups numbered 0..G-1, each non-empty.
+  HistogramBatch(BinSpec spec, std::vector<int64_t> sizes, std::vector<int64_t> group_of,
+                 torch::Device device);
+  // (T + G, bins + 6): one row per tensor, then one per group. Tensors whose sizes differ
+  // from the constructor's are histogrammed too (slower path).
+  torch::Tensor operator()(const std::vector<torch::Tensor>& values) const;
+  const BinSpec& spec() const { return spec_; }
+
+ private:
+  torch::Tensor rows(const torch::Tensor& x, const torch::Tensor& offset,
+                     const torch::Tensor& lengths, const std::vector<int64_t>& sizes) const;
+
+  BinSpec spec_;
+  std::vector<int64_t> sizes_;
+  int64_t groups_ = 0;
+  torch::Tensor offset_;         // (N) float64: tensor index * bins, per element
+  torch::Tensor lengths_;        // (T) int64
+  torch::Tensor group_order_;    // (T) int64: tensors ordered by group
+  torch::Tensor group_lengths_;  // (G) int64
+};
+
+// One histogram per tensor of `values`: (T, bins + 6).
+torch::Tensor histograms_packed(const std::vector<torch::Tensor>& values, const BinSpec& spec);
+// One histogram of every element of `values`: (bins + 6).
 torch::Tensor histogram_packed(const torch::Tensor& values, const BinSpec& spec);
 
-// The packed histogram of the union of two packed histograms (same BinSpec).
+// The packed histogram of the union of two packed histograms (same BinSpec); row-wise on
+// (T, bins + 6) as well.
 torch::Tensor merge_packed(const torch::Tensor& a, const torch::Tensor& b);
+// The same, into `acc` (in place: three operations, for per-step accumulation).
+void merge_packed_into(torch::Tensor& acc, const torch::Tensor& b);
 
 // Host form of a packed histogram (`packed` points at bins + kPackedStats doubles).
 store::Histogram unpack_histogram(const double* packed, const BinSpec& spec);

@@ -118,6 +118,7 @@ void Trainer::begin_epoch(int64_t epoch, int64_t steps_per_epoch) {
   po.enabled = options_.progress;
   epoch_.epoch = epoch;
   epoch_.step = 0;
+  epoch_.steps = steps_per_epoch;
   epoch_.seen = 0;
   epoch_.progress = std::make_unique<Progress>(po);
   epoch_.start = std::chrono::steady_clock::now();
@@ -154,6 +155,7 @@ void Trainer::train_step(const torch::Tensor& input, const Targets& targets) {
   StepContext ctx;
   ctx.epoch = epoch_.epoch;
   ctx.step = epoch_.step;
+  ctx.steps_per_epoch = epoch_.steps;
   ctx.global_step = global_step_;
   ctx.model = model_.ptr().get();
   ctx.trainable = &trainable_;

@@ -136,6 +136,7 @@ class Trainer {
   struct EpochState {
     int64_t epoch = 0;
     int64_t step = 0;
+    int64_t steps = 0;  // in this epoch
     int64_t seen = 0;
     torch::Tensor loss_sum;   // () double on device
     torch::Tensor correct;    // () int64

@@ -116,10 +116,44 @@ TEST(Cli, BadSpecIsRefusedAndStoreUntouched) {
 TEST(Cli, ConfigShowPrintsDefaultsAndResolvedRuns) {
   Result d = run("config show");
   ASSERT_EQ(d.code, 0) << d.output;
-  EXPECT_NE(d.output.find("\"frozen_bn\": \"update\""), std::string::npos) << d.output;
-  Result q = run("config show " + source("studies/quickstart.toml"));
+  EXPECT_NE(d.output.find("train.frozen_bn = \"update\""), std::string::npos) << d.output;
+  Result q = run("config show " + source("studies/quickstart.toml") +
+                 " --set train.epochs=2 --set pretrain.train.epochs=1");
   ASSERT_EQ(q.code, 0) << q.output;
-  EXPECT_NE(q.output.find("norm=frn clip_norm=0.1 seed=1"), std::string::npos);
+  EXPECT_NE(q.output.find("[norm=frn clip_norm=0.1 seed=1]"), std::string::npos);
+  // Each value says where it came from.
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(q.output.find(line), std::string::npos) << line << "\n" << q.output;
+  };
+  has("model.head.norm = \"frn\"");
+  has("# [grid]");
+  has("data.train_limit = 6000");
+  has("# [run]");
+  has("train.epochs = 2");
+  has("# --set");
+  has("train.label_smoothing = 0.0");
+  has("# default");
+  has("# [study] seeds");
+  has("probe.grad_hist.enabled = true");
+  std::string frn = q.output.substr(q.output.find("[norm=frn clip_norm=0.1 seed=1]"));
+  frn = frn.substr(0, frn.find("\n[", 1));
+  auto source_of = [&](const std::string& key) {
+    auto at = frn.find("\n" + key + " = ");
+    EXPECT_NE(at, std::string::npos) << key;
+    auto end = frn.find('\n', at + 1);
+    return frn.substr(frn.rfind("# ", end) + 2, end - frn.rfind("# ", end) - 2);
+  };
+  EXPECT_EQ(source_of("model.head.norm"), "[grid]");
+  EXPECT_EQ(source_of("train.clip_norm"), "[grid]");
+  EXPECT_EQ(source_of("train.epochs"), "--set");
+  EXPECT_EQ(source_of("model.width"), "[run]");
+  EXPECT_EQ(source_of("train.label_smoothing"), "default");
+  EXPECT_EQ(source_of("seed"), "[study] seeds");
+  std::string pre = q.output.substr(q.output.find("[pretrain]"));
+  EXPECT_NE(pre.find("train.epochs = 1"), std::string::npos);
+  Result j = run("config show --json " + source("studies/quickstart.toml") + " --smoke");
+  ASSERT_EQ(j.code, 0) << j.output;
+  EXPECT_NE(j.output.find("\"[smoke.run]\""), std::string::npos);
 }
 
 TEST(Cli, ReportOnMissingStudyNamesPath) {

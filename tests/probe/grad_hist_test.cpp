@@ -26,7 +26,7 @@ TEST(GradHist, EpochHistogramsAccumulateEveryStepPreAndPostClip) {
   auto rec = run.epoch();
   const auto& names = run.capture.names;
   std::map<std::string, ReferenceHistogram> pre, post;
-  auto ref = [](std::map<std::string, ReferenceHistogram>& m, const std::string& k) -> auto& {
+  auto ref = [](std::map<std::string, ReferenceHistogram> & m, const std::string& k) -> auto& {
     return m.try_emplace(k, -10.0, 1.0, 64, true).first->second;
   };
   for (size_t step = 0; step < 4; ++step) {
@@ -77,8 +77,8 @@ TEST(GradHist, EpochHistogramsAccumulateEveryStepPreAndPostClip) {
 }
 
 TEST(GradHist, LinearLayersOnlyAndNoPostWithoutClipping) {
-  ProbeRun run("grad_hist", {{"items", "layer"}, {"scale", "linear"}, {"range", {-0.5, 0.5}},
-                             {"bins", 10}});
+  ProbeRun run("grad_hist",
+               {{"items", "layer"}, {"scale", "linear"}, {"range", {-0.5, 0.5}}, {"bins", 10}});
   auto rec = run.epoch();
   std::map<std::string, ReferenceHistogram> pre;
   for (size_t step = 0; step < 4; ++step) {
@@ -98,6 +98,21 @@ TEST(GradHist, LinearLayersOnlyAndNoPostWithoutClipping) {
   }
 }
 
+TEST(GradHist, EpochHistogramSamplesEvenlySpacedSteps) {
+  // 4 steps per epoch, 2 sampled: steps 0 and 2.
+  ProbeRun run("grad_hist", {{"epoch_steps", 2}, {"items", "param"}});
+  auto rec = run.epoch();
+  const auto& names = run.capture.names;
+  for (size_t i = 0; i < names.size(); ++i) {
+    ReferenceHistogram r(-10.0, 1.0, 64, true);
+    r.add(run.capture.raw[0][i]);
+    r.add(run.capture.raw[2][i]);
+    const auto* h = find_hist(rec, "grad_hist/pre/" + names[i], store::Axis::kEpoch, 0);
+    ASSERT_NE(h, nullptr) << names[i];
+    r.expect_equal(h->hist, names[i]);
+  }
+}
+
 TEST(GradHist, BadOptionsAreRefusedWithTheKey) {
   const ProbeInfo& info = find_probe("grad_hist");
   auto refused = [&](const nlohmann::json& change, const std::string& key) {
@@ -114,6 +129,7 @@ TEST(GradHist, BadOptionsAreRefusedWithTheKey) {
   refused({{"scale", "log2"}}, "probe.grad_hist.scale");
   refused({{"range", {1.0, -1.0}}}, "probe.grad_hist.range");
   refused({{"items", "module"}}, "probe.grad_hist.items");
+  refused({{"epoch_steps", -1}}, "probe.grad_hist.epoch_steps");
 }
 
 }  // namespace
