@@ -27,7 +27,7 @@ struct NamedParams {
 
 struct StepContext {
   int64_t epoch = 0;
-  int64_t step = 0;         // within the epoch
+  int64_t step = 0;  // within the epoch
   int64_t steps_per_epoch = 0;
   int64_t global_step = 0;  // across epochs
   models::ClassifierImpl* model = nullptr;

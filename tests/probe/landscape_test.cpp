@@ -63,7 +63,8 @@ TEST(Landscape, CentreOrientationAndRestoredWeights) {
   auto [d1, d2] = landscape_directions(params, 7);
   {
     torch::NoGradGuard ng;
-    for (size_t k = 0; k < params.size(); ++k) params[k].copy_(before[k] + s.x[0] * d1[k] + s.y[4] * d2[k]);
+    for (size_t k = 0; k < params.size(); ++k)
+      params[k].copy_(before[k] + s.x[0] * d1[k] + s.y[4] * d2[k]);
   }
   const double at = mean_loss(*model, batches);
   {

@@ -95,8 +95,8 @@ struct ProbeRun {
     if (!options.is_null()) merged.update(options);
     merged["enabled"] = true;
     info.check(merged, "test");
-    observer = info.make(merged, ProbeSetup{trainer->model().ptr().get(), &trainer->trainable(),
-                                            clip, 0, "test"});
+    observer = info.make(
+        merged, ProbeSetup{trainer->model().ptr().get(), &trainer->trainable(), clip, 0, "test"});
     trainer->add_observer(observer.get());
     trainer->add_observer(&capture);
   }
