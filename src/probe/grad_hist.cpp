@@ -118,8 +118,10 @@ ProbeInfo grad_hist_probe() {
   p.summary =
       "gradient histograms per parameter and layer, per epoch (and every N steps), "
       "pre/post clip";
-  p.defaults = {{"enabled", false},  {"params", "trainable"}, {"items", "both"}, {"bins", 64},
-                {"scale", "log10"},  {"range", {-10.0, 1.0}}, {"every", 0},      {"epoch", true},
+  p.defaults = {{"enabled", false},  {"params", Json::array({"trainable"})},
+                {"items", "both"},   {"bins", 64},
+                {"scale", "log10"},  {"range", {-10.0, 1.0}},
+                {"every", 0},        {"epoch", true},
                 {"epoch_steps", 16}, {"post", true}};
   p.help = {{"params", "\"trainable\", \"all\" or a list of module-path patterns"},
             {"items", "\"param\" (each tensor), \"layer\" (each module) or \"both\""},

@@ -74,7 +74,7 @@ ProbeInfo grad_norms_probe() {
   ProbeInfo p;
   p.name = "grad_norms";
   p.summary = "L2 norm of each parameter's and layer's gradient, every step, pre/post clip";
-  p.defaults = {{"enabled", true}, {"params", "trainable"}, {"layers", true}};
+  p.defaults = {{"enabled", true}, {"params", Json::array({"trainable"})}, {"layers", true}};
   p.help = {{"params", "\"trainable\", \"all\" or a list of module-path patterns"},
             {"layers", "also record the norm per layer (module)"}};
   p.check = [](const Json& o, const std::string& where) {

@@ -138,8 +138,9 @@ ProbeInfo landscape_probe() {
   ProbeInfo p;
   p.name = "landscape";
   p.summary = "2-D filter-normalised loss landscape around the final weights (Li et al. 2018)";
-  p.defaults = {{"enabled", false}, {"params", "trainable"}, {"resolution", 11},
-                {"span", 1.0},      {"batches", 4},          {"split", "val"}};
+  p.defaults = {{"enabled", false}, {"params", Json::array({"trainable"})},
+                {"resolution", 11}, {"span", 1.0},
+                {"batches", 4},     {"split", "val"}};
   p.help = {{"params", "\"trainable\", \"all\" or a list of module-path patterns that move"},
             {"resolution", "grid points per axis (odd keeps the centre on the grid)"},
             {"span", "alpha, beta in [-span, span]"},

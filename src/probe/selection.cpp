@@ -8,27 +8,36 @@
 
 namespace normlab::probe {
 
+namespace {
+
+bool keyword(const std::string& s) { return s == "trainable" || s == "all"; }
+
+std::vector<std::string> entries(const nlohmann::json& option) {
+  if (option.is_string()) return {option.get<std::string>()};
+  return option.get<std::vector<std::string>>();
+}
+
+}  // namespace
+
 void check_params_option(const nlohmann::json& option, const std::string& where) {
-  if (option.is_string()) {
-    require(!option.get_ref<const std::string&>().empty(), where, "empty parameter selection",
-            "use \"trainable\", \"all\", a module-path pattern or a list of them");
-    return;
+  const bool list = option.is_array() && !option.empty();
+  require(option.is_string() || list, where,
+          "expected \"trainable\", \"all\", a module-path pattern or a list of them, got " +
+              option.dump());
+  if (list) {
+    for (const auto& p : option) {
+      require(p.is_string(), where, "every entry must be a string, got " + p.dump());
+    }
   }
-  require(option.is_array() && !option.empty(), where,
-          "expected \"trainable\", \"all\" or a non-empty list of patterns, got " + option.dump());
-  for (const auto& p : option) {
-    require(p.is_string() && !p.get_ref<const std::string&>().empty(), where,
-            "every pattern must be a non-empty string, got " + p.dump());
-  }
+  for (const auto& e : entries(option)) require(!e.empty(), where, "empty pattern");
 }
 
 std::vector<std::string> params_patterns(const nlohmann::json& option) {
-  if (option.is_string()) {
-    const auto& s = option.get_ref<const std::string&>();
-    if (s == "trainable" || s == "all") return {};
-    return {s};
+  std::vector<std::string> out;
+  for (const auto& e : entries(option)) {
+    if (!keyword(e)) out.push_back(e);
   }
-  return option.get<std::vector<std::string>>();
+  return out;
 }
 
 std::string layer_of(const std::string& param_name) {
@@ -39,8 +48,9 @@ std::string layer_of(const std::string& param_name) {
 Selection select_params(models::ClassifierImpl& model, const train::NamedParams& trainable,
                         const nlohmann::json& option, const std::string& where) {
   check_params_option(option, where);
-  const bool all = option.is_string() && option.get<std::string>() == "all";
-  const bool only_trainable = option.is_string() && option.get<std::string>() == "trainable";
+  const auto words = entries(option);
+  const bool all = std::find(words.begin(), words.end(), "all") != words.end();
+  const bool only_trainable = std::find(words.begin(), words.end(), "trainable") != words.end();
   auto patterns = params_patterns(option);
   Selection out;
   std::map<std::string, size_t> layer_index;

@@ -65,7 +65,8 @@ ProbeInfo update_ratio_probe() {
   ProbeInfo p;
   p.name = "update_ratio";
   p.summary = "per-layer ||delta w|| / ||w|| of every step; flags layers outside [low, high]";
-  p.defaults = {{"enabled", false}, {"params", "trainable"}, {"low", 1e-4}, {"high", 1e-2}};
+  p.defaults = {
+      {"enabled", false}, {"params", Json::array({"trainable"})}, {"low", 1e-4}, {"high", 1e-2}};
   p.help = {{"params", "\"trainable\", \"all\" or a list of module-path patterns"},
             {"low", "lower end of the healthy band"},
             {"high", "upper end of the healthy band"}};

@@ -72,8 +72,9 @@ ProbeInfo weight_hist_probe() {
   ProbeInfo p;
   p.name = "weight_hist";
   p.summary = "per-layer weight histograms, variance and its change, every N minibatches";
-  p.defaults = {{"enabled", false},  {"params", "trainable"}, {"bins", 40},
-                {"scale", "linear"}, {"range", {-1.0, 1.0}},  {"every", 1}};
+  p.defaults = {{"enabled", false},     {"params", Json::array({"trainable"})},
+                {"bins", 40},           {"scale", "linear"},
+                {"range", {-1.0, 1.0}}, {"every", 1}};
   p.help = {{"params", "\"trainable\", \"all\" or a list of module-path patterns"},
             {"bins", "number of bins (40: seed 002)"},
             {"scale", "\"linear\" or \"log10\" (of |w|)"},

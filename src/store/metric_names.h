@@ -15,6 +15,8 @@ inline const std::string kImagesPerSecond = "train/images_per_s";
 inline const std::string kLrFactor = "lr/factor";
 inline const std::string kStoppedEpoch = "early_stopping/stopped_epoch";
 inline const std::string kBestEpoch = "early_stopping/best_epoch";
+// The value early stopping saw (plain validation unless train.tta_monitor).
+inline const std::string kMonitored = "early_stopping/monitored";
 // Per-step: the global gradient L2 norm before clipping.
 inline const std::string kGradNormTotal = "grad_norm/total";
 

@@ -135,6 +135,10 @@ void check_type(const Json& def, const Json& value, const std::string& key,
     ok = value.is_array();
   else if (def.is_object())
     ok = value.is_object();
+  // A string where a list of strings is expected is a one-element list (e.g. params = "head").
+  if (!ok && def.is_array() && value.is_string() && (def.empty() || def.front().is_string())) {
+    ok = true;
+  }
   if (!ok) {
     throw Error(where + ": key '" + key + "'", std::string("expected ") + type_name(def) +
                                                    ", got " + type_name(value) + " (" +
@@ -167,6 +171,8 @@ void merge_at(Json& base, const Json& overlay, const std::string& prefix, const 
       base[item.key()] = item.value();
     } else if (def.is_object()) {
       merge_at(base[item.key()], item.value(), key, where, def);
+    } else if (def.is_array() && item.value().is_string()) {
+      base[item.key()] = Json::array({item.value()});
     } else {
       base[item.key()] = item.value();
     }

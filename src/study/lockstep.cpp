@@ -39,10 +39,9 @@ class Group {
   void run() {
     auto t0 = Clock::now();
     g_ = setup_group(runs_, db_, options_);
-    Json arch = runs_.front()->ref.plan->config.at("model");
-    arch.erase("head");
-    arch.erase("weights");  // the prefix fingerprint covers the weights' bytes
-    sources_ = std::make_unique<FeatureSources>(lead(), arch.dump(), g_.prefix, g_.cut, g_.device,
+    // The cache's architecture key; the prefix fingerprint covers the weights' bytes.
+    const std::string arch = prefix_key(runs_.front()->ref.plan->config).architecture().dump();
+    sources_ = std::make_unique<FeatureSources>(lead(), arch, g_.prefix, g_.cut, g_.device,
                                                 g_.splits, timing_);
     release_free_memory();  // the setup's peak (weights, recalibration, cache) is over
     log::info("lockstep group of ", runs_.size(), " run(s): frozen prefix of ", g_.cut,
@@ -167,7 +166,9 @@ class Group {
       rec.epoch_value(metric::kLrFactor, epoch, r.schedule->factor());
       bool stop = false;
       if (r.stopper->enabled()) {
-        auto d = r.stopper->update(epoch, monitored(r.o.early_stopping.monitor, r.stats, seen));
+        const double value = monitored(r.o.early_stopping.monitor, r.stats, seen);
+        rec.epoch_value(metric::kMonitored, epoch, value);
+        auto d = r.stopper->update(epoch, value);
         if (d.improved) r.remember_best();
         stop = d.stop;
       }
@@ -182,6 +183,9 @@ class Group {
       }
       if (r.o.early_stopping.restore_best && r.stopper->enabled() && !r.best_state.empty()) {
         r.restore_best();
+        // The tail's best weights; the frozen prefix keeps the group's current state (its BN
+        // statistics in update mode): that is what evaluation computes, and what is saved.
+        if (g_.cut > 0) models::copy_prefix(*g_.prefix, *r.model, g_.cut, true);
         rec.epoch_value(metric::kBestEpoch, epoch, static_cast<double>(r.stopper->best_epoch()));
         restored.push_back(&r);
       }

@@ -12,7 +12,7 @@
 
 #include "store/store.h"
 #include "study/engine_timing.h"
-#include "study/group_key.h"
+#include "study/prefix_key.h"
 #include "study/run_state.h"
 #include "study/runner.h"
 #include "study/spec.h"

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "study/plan_check.h"
 #include "study/run_options.h"
 
 namespace normlab::study {
@@ -310,6 +311,7 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
           {group + " seed=" + std::to_string(seed), group, cfg, "run", std::move(src)});
     }
   }
+  check_plan(plan, where);
   return plan;
 }
 

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "study/config.h"
+#include "study/plan_check.h"
 #include "study/run_options.h"
 #include "study/spec.h"
 
@@ -181,6 +182,42 @@ TEST(Spec, BadFilesAreRefusedWithLocation) {
               expand(parse_spec("[grid]\n'model.norm' = ['bn', 'xn']\n", "g.toml"), {});
             }).find("xn"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace normlab::study
+
+namespace normlab::study {
+namespace {
+
+// Expands kSpec with one more [run] line; returns the error message ("" if none).
+std::string plan_error(const std::string& extra) {
+  std::string text = kSpec;
+  text.replace(text.find("[grid]"), 0, extra + "\n\n");
+  try {
+    expand(parse_spec(text, "demo.toml"), {});
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PlanCheck, EveryPatternIsCheckedAgainstTheModelBeforeTraining) {
+  EXPECT_EQ(plan_error(""), "");
+  auto refused = [](const std::string& line, const std::vector<std::string>& needles) {
+    std::string e = plan_error(line);
+    ASSERT_FALSE(e.empty()) << line;
+    for (const auto& n : needles) EXPECT_NE(e.find(n), std::string::npos) << e;
+  };
+  refused("train.param_groups = [{ pattern = \"featres.3\", lr = 1e-4 }]",
+          {"demo.toml", "train.param_groups", "featres.3", "features, head"});
+  refused("probe.grad_hist = { enabled = true, params = [\"haed.0\"] }",
+          {"probe.grad_hist.params", "haed.0"});
+  refused("probe.landscape = { enabled = true, params = \"head.9\" }",
+          {"probe.landscape.params", "head.9"});
+  refused("model.norm_overrides = { \"features.*.nrom\" = \"gn:2\" }", {"features.*.nrom"});
+  // Globs inside a component go through the same matcher.
+  EXPECT_EQ(plan_error("probe.grad_hist = { enabled = true, params = [\"feat*.3\"] }"), "");
 }
 
 }  // namespace

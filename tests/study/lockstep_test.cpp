@@ -95,6 +95,19 @@ TEST(Lockstep, GroupKeySeparatesWhatTheBatchesAndPrefixDependOn) {
   other = plan.runs[0].config;
   other["train"]["clip_norm"] = 0.5;  // a per-run choice: same group
   EXPECT_EQ(group_key(other), group_key(plan.runs[0].config));
+  other["probe"]["grad_hist"]["enabled"] = true;
+  other["train"]["optimizer"]["lr"] = 0.5;
+  other["model"]["head"]["norm"] = "ln";
+  EXPECT_EQ(group_key(other), group_key(plan.runs[0].config));
+  other = plan.runs[0].config;
+  other["model"]["bn_momentum"] = 0.8;  // changes the prefix's BN statistics in update mode
+  EXPECT_NE(group_key(other), group_key(plan.runs[0].config));
+  // A setting nobody has declared tail-only separates groups.
+  other = plan.runs[0].config;
+  other["model"]["a_future_setting"] = 1;
+  EXPECT_NE(group_key(other), group_key(plan.runs[0].config));
+  EXPECT_FALSE(prefix_key(other).architecture().contains("weights"));
+  EXPECT_FALSE(prefix_key(other).architecture().contains("head"));
 }
 
 TEST(Lockstep, EachRunOfAGroupEqualsTheSameRunTrainedAlone) {
@@ -197,6 +210,60 @@ TEST(Lockstep, EarlyStoppingEndsTheRunAndRestoresTheBestEpoch) {
   ASSERT_EQ(lr.size(), 2u);
   EXPECT_LT(lr[1].value, lr[0].value);  // cosine decays
   fs::remove_all(d);
+}
+
+std::vector<double> series(const store::Store& db, int64_t run, const std::string& name) {
+  std::vector<double> out;
+  for (const auto& p : db.scalars(run, store::Axis::kEpoch, name)) {
+    if (p.name == name) out.push_back(p.value);
+  }
+  return out;
+}
+
+TEST(Lockstep, FinalValidationMetricsComeFromTheRestoredBestWeights) {
+  // Frozen prefix in eval mode: the restored weights of epoch 0 give epoch 0's validation
+  // metrics again, and those are what the run records last (like its test metrics).
+  Plan plan =
+      expand(parse_spec(kGroup, "group.toml"), sets({{"train.epochs", "4"},
+                                                     {"train.frozen_bn", "freeze"},
+                                                     {"train.early_stopping.patience", "1"},
+                                                     {"train.early_stopping.min_delta", "1e9"},
+                                                     {"model.head.norm", "ln"}}));
+  auto d = fresh_dir("restored_val");
+  ASSERT_EQ(run_study(plan, runner(d)).completed, 1);
+  auto db = store::Store::open((d / "study.db").string(), {true, false});
+  auto run = db->runs().front();
+  for (const char* metric : {"val/loss", "val/acc"}) {
+    auto v = series(*db, run.id, metric);
+    ASSERT_EQ(v.size(), 2u) << metric;
+    EXPECT_EQ(v[1], v[0]) << metric;
+  }
+  EXPECT_EQ(series(*db, run.id, "test/loss").size(), 1u);
+  fs::remove_all(d);
+}
+
+TEST(Lockstep, TtaIsReportedButEarlyStoppingMonitorsPlainValidationUnlessAsked) {
+  for (const bool tta_monitor : {false, true}) {
+    Plan plan = expand(parse_spec(kGroup, "group.toml"),
+                       sets({{"train.epochs", "3"},
+                             {"train.tta", "true"},
+                             {"train.tta_monitor", tta_monitor ? "true" : "false"},
+                             {"train.early_stopping.patience", "10"},
+                             {"train.early_stopping.restore_best", "false"},
+                             {"model.head.norm", "ln"}}));
+    auto d = fresh_dir(std::string("tta_") + (tta_monitor ? "1" : "0"));
+    ASSERT_EQ(run_study(plan, runner(d)).completed, 1);
+    auto db = store::Store::open((d / "study.db").string(), {true, false});
+    auto run = db->runs().front();
+    auto tta = series(*db, run.id, "val/loss");
+    auto plain = series(*db, run.id, "val_no_tta/loss");
+    auto seen = series(*db, run.id, "early_stopping/monitored");
+    ASSERT_EQ(tta.size(), 3u);
+    ASSERT_EQ(plain.size(), 3u);
+    EXPECT_NE(tta[0], plain[0]);  // the mirrored view changes the logits
+    EXPECT_EQ(seen, tta_monitor ? tta : plain);
+    fs::remove_all(d);
+  }
 }
 
 TEST(Lockstep, RunKilledAfterItsFinalCheckpointIsCompletedWithoutRetraining) {
