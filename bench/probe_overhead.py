@@ -2,8 +2,10 @@
 """What probes cost: the same study with its probes on and off, on the same machine in one run.
 
 Two workloads:
-  quickstart  studies/quickstart.toml in full (FashionMNIST, small CNN; every probe it turns
-              on: grad_norms, grad_hist pre/post, clip, landscape) vs all probes off;
+  quickstart  studies/quickstart.toml in full (FashionMNIST, small CNN): all probes off, the
+              file's own probes (grad_norms, grad_hist pre/post, clip, landscape), and every
+              distribution probe (grad_norms, grad_hist, weight_hist every minibatch, clip,
+              update_ratio; no landscape);
   s0          the S0 shape of bench/s0_bench.py (real CIFAR-10 subset, MobileNetV2 with the
               shared ImageNet weights at 224 px), faithful and cache modes, with the
               distribution probes on (grad_norms, grad_hist pre/post, clip, update_ratio)
@@ -35,6 +37,14 @@ kS0ProbesOn = [
     "probe.landscape.enabled=false",
     "probe.grad_norms.enabled=true",
     "probe.grad_hist.enabled=true",
+    "probe.clip.enabled=true",
+    "probe.update_ratio.enabled=true",
+]
+kAllDistribution = [
+    "probe.landscape.enabled=false",
+    "probe.grad_norms.enabled=true",
+    "probe.grad_hist.enabled=true",
+    "probe.weight_hist.enabled=true",
     "probe.clip.enabled=true",
     "probe.update_ratio.enabled=true",
 ]
@@ -75,10 +85,10 @@ def run(cmd, out_dir, log, env):
     return res
 
 
-def quickstart_cmd(args, out_dir, probes_on):
+def quickstart_cmd(args, out_dir, probe_sets):
     cmd = [args.normlab, "study", "run", os.path.join(kRepo, "studies", "quickstart.toml"),
            "--out", out_dir, "--threads", str(args.threads), "--quiet", "--no-report"]
-    for s in ([] if probes_on else kQuickstartOff):
+    for s in probe_sets:
         cmd += ["--set", s]
     return cmd
 
@@ -120,18 +130,22 @@ def main(argv=None):
     report = {}
 
     if args.workload == "quickstart":
-        res = {"off": [], "on": []}
+        variants = {"probes off": kQuickstartOff,
+                    "as in the file": [],
+                    "all distribution probes": kAllDistribution}
+        res = {k: [] for k in variants}
         for i in range(args.repeats):
-            for state in ("off", "on"):
-                out = os.path.join(args.work, f"quickstart-{state}")
-                res[state].append(run(quickstart_cmd(args, out, state == "on"), out,
-                                      os.path.join(args.work, f"quickstart-{state}-{i}.log"), env))
-        print("\nquickstart (studies/quickstart.toml, full):")
-        off = summarize("probes off", res["off"])
-        on = summarize("probes on (as in the file)", res["on"])
-        report["quickstart"] = {"off": off, "on": on,
-                                "overhead": on["wall_s"] / off["wall_s"] - 1}
-        print(f"  overhead of the probes: {100 * report['quickstart']['overhead']:+.1f}% wall")
+            for name, sets in variants.items():
+                out = os.path.join(args.work, "quickstart-" + name.replace(" ", "-"))
+                res[name].append(run(quickstart_cmd(args, out, sets), out, out + f"-{i}.log", env))
+        print("\nquickstart (studies/quickstart.toml, full; the file turns on grad_norms, "
+              "grad_hist, clip and landscape):")
+        summary = {name: summarize(name, r) for name, r in res.items()}
+        off = summary["probes off"]
+        for name in ("as in the file", "all distribution probes"):
+            print(f"  overhead, {name}: {100 * (summary[name]['wall_s'] / off['wall_s'] - 1):+.1f}% "
+                  f"wall, train img/s x{summary[name]['train_img_s'] / off['train_img_s']:.3f}")
+        report["quickstart"] = summary
     else:
         data_dir = os.path.join(args.work, "cifar")
         s0_bench.write_subset(args.data, data_dir, args.train, args.val)

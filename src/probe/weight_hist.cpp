@@ -13,11 +13,11 @@
 namespace normlab::probe {
 namespace {
 
-torch::Tensor flat(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> parts;
-  parts.reserve(params.size());
-  for (const auto& p : params) parts.push_back(p.detach().reshape({-1}));
-  return torch::cat(parts);
+// Population variance of each layer from its histogram row's sum and sum of squares (float64).
+torch::Tensor variances(const torch::Tensor& layer_rows, int64_t bins) {
+  torch::Tensor n = layer_rows.select(1, bins).clamp_min(1);
+  torch::Tensor mean = layer_rows.select(1, bins + 2) / n;
+  return layer_rows.select(1, bins + 3) / n - mean * mean;  // (L)
 }
 
 class WeightHist : public train::Observer {
@@ -26,35 +26,46 @@ class WeightHist : public train::Observer {
       : spec_(bin_spec(o, "weight_hist", s.run)), every_(o.at("every").get<int64_t>()) {
     layers_ =
         select_params(*s.model, *s.trainable, o.at("params"), "probe.weight_hist.params").layers;
-    for (const auto& l : layers_) {
-      var_names_.push_back("weight_var/" + l.name);
-      delta_names_.push_back("weight_var_delta/" + l.name);
+    std::vector<int64_t> sizes, layer_of;
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      var_names_.push_back("weight_var/" + layers_[l].name);
+      delta_names_.push_back("weight_var_delta/" + layers_[l].name);
+      for (const auto& p : layers_[l].params) {
+        params_.push_back(p);
+        sizes.push_back(p.numel());
+        layer_of.push_back(static_cast<int64_t>(l));
+      }
     }
+    // A row per parameter, then one per layer: only the layers' rows are used.
+    batch_ =
+        std::make_unique<train::HistogramBatch>(spec_, sizes, layer_of, params_.front().device());
   }
   void after_clip(const train::StepContext& ctx) override {
     if (!due(ctx)) return;
-    before_ = variances();  // the weights the step starts from
+    // The weights the step starts from are the last recorded step's (every = 1), unless the
+    // probe has not seen a step yet (a new or resumed run) or skips steps.
+    if (!last_var_.defined() || every_ > 1) before_ = variances(layer_rows(), spec_.bins);
   }
   void after_step(const train::StepContext& ctx) override {
     if (!due(ctx)) return;
-    torch::Tensor after = variances();
+    torch::Tensor rows = layer_rows();  // (L, bins + 6)
+    torch::Tensor after = variances(rows, spec_.bins);
+    const torch::Tensor& before = every_ == 1 && last_var_.defined() ? last_var_ : before_;
     ctx.recorder->step_values(var_names_, ctx.global_step, after);
-    ctx.recorder->step_values(delta_names_, ctx.global_step, after - before_);
-    std::vector<torch::Tensor> weights;
-    for (const auto& l : layers_) weights.push_back(flat(l.params));
-    torch::Tensor rows = train::histograms_packed(weights, spec_);  // (L, bins + 6)
+    ctx.recorder->step_values(delta_names_, ctx.global_step, after - before);
+    last_var_ = after;
     for (size_t i = 0; i < layers_.size(); ++i) {
       ctx.recorder->histogram("weight_hist/" + layers_[i].name, store::Axis::kStep, ctx.global_step,
                               spec_, rows[static_cast<int64_t>(i)]);
     }
   }
+  void on_run_end(const train::EpochContext&) override { last_var_ = torch::Tensor(); }
 
  private:
   bool due(const train::StepContext& ctx) const { return ctx.global_step % every_ == 0; }
-  torch::Tensor variances() const {
-    std::vector<torch::Tensor> v;
-    for (const auto& l : layers_) v.push_back(flat(l.params).to(torch::kFloat).var(false));
-    return torch::stack(v);  // (L) population variance
+  torch::Tensor layer_rows() const {
+    const auto first = static_cast<int64_t>(params_.size());
+    return (*batch_)(params_).narrow(0, first, static_cast<int64_t>(layers_.size()));
   }
 
   train::BinSpec spec_;
@@ -63,7 +74,7 @@ class WeightHist : public train::Observer {
   std::vector<torch::Tensor> params_;  // every layer's tensors, layer by layer
   std::unique_ptr<train::HistogramBatch> batch_;
   std::vector<std::string> var_names_, delta_names_;
-  torch::Tensor before_;
+  torch::Tensor before_, last_var_;  // (L) variances
 };
 
 }  // namespace
