@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "probe/registry.h"
+#include "train/early_stopping.h"
+#include "train/schedule.h"
 
 namespace normlab::study {
 namespace {
@@ -67,15 +69,8 @@ const char* kDefaults = R"json({
     "tta": false,
     "tta_monitor": false,
     "precision": "fp32",
-    "schedule": {
-      "name": "none", "warmup_epochs": 0, "warmup_start_factor": 0.0, "step_size": 10,
-      "gamma": 0.1, "min_lr": 0.0, "factor": 0.1, "patience": 10, "threshold": 1e-4,
-      "cooldown": 0, "monitor": "val/loss", "mode": "auto"
-    },
-    "early_stopping": {
-      "patience": 0, "monitor": "val/loss", "mode": "auto", "min_delta": 0.0,
-      "restore_best": true
-    }
+    "schedule": {},
+    "early_stopping": {}
   },
   "probe": {}
 })json";
@@ -184,7 +179,9 @@ void merge_at(Json& base, const Json& overlay, const std::string& prefix, const 
 const Json& default_run_config() {
   static const Json defaults = [] {
     Json d = Json::parse(kDefaults);
-    // Each probe's options and defaults are written once, in the probe's own file.
+    // Defaults written once, next to their options structs.
+    d["train"]["schedule"] = option_defaults<train::ScheduleOptions>();
+    d["train"]["early_stopping"] = option_defaults<train::EarlyStoppingOptions>();
     d["probe"] = probe::default_probe_options();
     return d;
   }();

@@ -188,26 +188,10 @@ RunOptions run_options(const Json& c, const std::string& where) {
             "'" + o.precision + "' needs a CUDA device (autocast); device is '" + o.device + "'",
             "use precision \"fp32\" on the CPU");
   }
-  train::ScheduleOptions& sc = o.schedule;
-  sc.name = one_of(c, "train.schedule.name", where, train::schedule_names());
-  sc.warmup_epochs = positive(c, "train.schedule.warmup_epochs", where, true);
-  sc.warmup_start_factor =
-      in_range(c, "train.schedule.warmup_start_factor", where, 0.0, 1.0, "in [0, 1]");
-  sc.step_size = positive(c, "train.schedule.step_size", where);
-  sc.gamma = in_range(c, "train.schedule.gamma", where, 1e-12, 1e12, "> 0");
-  sc.min_lr = in_range(c, "train.schedule.min_lr", where, 0.0, 1e12, ">= 0");
-  sc.factor = in_range(c, "train.schedule.factor", where, 1e-12, 0.999999, "in (0, 1)");
-  sc.patience = positive(c, "train.schedule.patience", where, true);
-  sc.threshold = in_range(c, "train.schedule.threshold", where, 0.0, 1e12, ">= 0");
-  sc.cooldown = positive(c, "train.schedule.cooldown", where, true);
-  sc.monitor = one_of(c, "train.schedule.monitor", where, store::metric::kMonitorable);
-  sc.mode = one_of(c, "train.schedule.mode", where, {"auto", "min", "max"});
-  train::EarlyStoppingOptions& es = o.early_stopping;
-  es.patience = positive(c, "train.early_stopping.patience", where, true);
-  es.monitor = one_of(c, "train.early_stopping.monitor", where, store::metric::kMonitorable);
-  es.mode = one_of(c, "train.early_stopping.mode", where, {"auto", "min", "max"});
-  es.min_delta = in_range(c, "train.early_stopping.min_delta", where, 0.0, 1e12, ">= 0");
-  es.restore_best = get<bool>(c, "train.early_stopping.restore_best");
+  o.schedule =
+      read_options<train::ScheduleOptions>(config_at(c, "train.schedule"), "train.schedule", where);
+  o.early_stopping = read_options<train::EarlyStoppingOptions>(config_at(c, "train.early_stopping"),
+                                                               "train.early_stopping", where);
 
   // probes
   for (const auto& info : probe::probes()) {

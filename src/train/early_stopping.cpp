@@ -1,5 +1,9 @@
 #include "train/early_stopping.h"
 
+#include <limits>
+
+#include "store/metric_names.h"
+
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -7,6 +11,15 @@
 #include "core/error.h"
 
 namespace normlab::train {
+
+void describe(EarlyStoppingOptions& o, OptionFields& f) {
+  const double inf = std::numeric_limits<double>::infinity();
+  f.field("patience", o.patience, Range{0, inf, ">= 0"});
+  f.field("monitor", o.monitor, store::metric::kMonitorable);
+  f.field("mode", o.mode, {"auto", "min", "max"});
+  f.field("min_delta", o.min_delta, Range{0, 1e12, ">= 0"});
+  f.field("restore_best", o.restore_best);
+}
 
 MonitorMode resolve_monitor_mode(const std::string& monitor, const std::string& mode,
                                  const std::string& key) {

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/option_fields.h"
+
 namespace normlab::train {
 
 // Whether a monitored value is better when smaller ("min") or larger ("max"). "auto" means
@@ -25,6 +27,9 @@ struct EarlyStoppingOptions {
   double min_delta = 0;       // >= 0: an improvement must beat the best by more than this
   bool restore_best = true;   // read by the caller (the trainer restores the weights)
 };
+
+// The fields of train.early_stopping: their defaults are the struct's (core/option_fields.h).
+void describe(EarlyStoppingOptions& o, OptionFields& f);
 
 class EarlyStopping {
  public:

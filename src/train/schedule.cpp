@@ -1,5 +1,9 @@
 #include "train/schedule.h"
 
+#include <limits>
+
+#include "store/metric_names.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -53,6 +57,22 @@ bool is_better(MonitorMode mode, double threshold, double a, double best) {
 }
 
 }  // namespace
+
+void describe(ScheduleOptions& o, OptionFields& f) {
+  const double inf = std::numeric_limits<double>::infinity();
+  f.field("name", o.name, schedule_names());
+  f.field("warmup_epochs", o.warmup_epochs, Range{0, inf, ">= 0"});
+  f.field("warmup_start_factor", o.warmup_start_factor, Range{0, 1, "in [0, 1]"});
+  f.field("step_size", o.step_size, Range{1, inf, "> 0"});
+  f.field("gamma", o.gamma, Range{1e-12, 1e12, "> 0"});
+  f.field("min_lr", o.min_lr, Range{0, 1e12, ">= 0"});
+  f.field("factor", o.factor, Range{1e-12, 0.999999, "in (0, 1)"});
+  f.field("patience", o.patience, Range{0, inf, ">= 0"});
+  f.field("threshold", o.threshold, Range{0, 1e12, ">= 0"});
+  f.field("cooldown", o.cooldown, Range{0, inf, ">= 0"});
+  f.field("monitor", o.monitor, store::metric::kMonitorable);
+  f.field("mode", o.mode, {"auto", "min", "max"});
+}
 
 std::vector<std::string> schedule_names() { return {"none", "step", "cosine", "plateau"}; }
 

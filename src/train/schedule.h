@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "core/option_fields.h"
+
 #include "train/early_stopping.h"
 
 namespace normlab::train {
@@ -55,6 +57,9 @@ struct ScheduleOptions {
 };
 
 std::vector<std::string> schedule_names();
+
+// The fields of train.schedule: their defaults are the struct's (core/option_fields.h).
+void describe(ScheduleOptions& o, OptionFields& f);
 
 class LrSchedule {
  public:

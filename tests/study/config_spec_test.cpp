@@ -18,6 +18,24 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+TEST(Config, ScheduleAndEarlyStoppingDefaultsAreTheStructs) {
+  const Json& d = default_run_config();
+  EXPECT_EQ(d["train"]["schedule"], option_defaults<train::ScheduleOptions>());
+  EXPECT_EQ(d["train"]["schedule"]["patience"], train::ScheduleOptions{}.patience);
+  EXPECT_EQ(d["train"]["early_stopping"]["restore_best"],
+            train::EarlyStoppingOptions{}.restore_best);
+  Json cfg = d;
+  set_config_value(cfg, "train.schedule.factor", Json(1.5), "t");
+  std::string msg;
+  try {
+    validate_run_config(cfg, "spec.toml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("spec.toml: key 'train.schedule.factor'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("in (0, 1)"), std::string::npos) << msg;
+}
+
 TEST(Config, DefaultsAreValid) {
   EXPECT_NO_THROW(validate_run_config(default_run_config(), "defaults"));
 }
