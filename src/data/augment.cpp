@@ -1,5 +1,7 @@
 #include "data/augment.h"
 
+#include <limits>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -87,6 +89,17 @@ bool affine_active(const AugmentOptions& options) {
 
 bool mixing_active(const AugmentOptions& options) {
   return options.mixup > 0 || options.cutmix > 0;
+}
+
+void describe(AugmentOptions& o, OptionFields& f) {
+  const double inf = std::numeric_limits<double>::infinity();
+  f.field("hflip", o.hflip);
+  f.field("crop_padding", o.crop_padding, Range{0, inf, ">= 0"});
+  f.field("rotate", o.rotate, Range{0, 180, "in [0, 180] degrees"});
+  f.field("zoom", o.zoom, Range{0, 0.99, "in [0, 1)"});
+  f.field("shift", o.shift, Range{0, 0.99, "in [0, 1)"});
+  f.field("mixup", o.mixup, Range{0, 1e6, ">= 0 (Beta alpha; 0 = off)"});
+  f.field("cutmix", o.cutmix, Range{0, 1e6, ">= 0 (Beta alpha; 0 = off)"});
 }
 
 bool flip_only(const AugmentOptions& options) {

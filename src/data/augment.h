@@ -8,6 +8,8 @@
 // shift, with the resize fused into the same grid_sample) -> normalise -> mixup / cutmix.
 #pragma once
 
+#include "core/option_fields.h"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -41,6 +43,9 @@ struct AugmentOptions {
 // True when the only augmentation is a horizontal flip (or there is none): every augmented
 // view of an image is then the image or its mirror, so per-view features can be cached.
 bool flip_only(const AugmentOptions& options);
+
+// The fields of data.augment: their defaults are the struct's (core/option_fields.h).
+void describe(AugmentOptions& o, OptionFields& f);
 // True when rotate, zoom or shift is on.
 bool affine_active(const AugmentOptions& options);
 // True when mixup or cutmix is on.

@@ -3,8 +3,10 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "data/augment.h"
 #include "probe/registry.h"
 #include "train/early_stopping.h"
+#include "train/optimizer.h"
 #include "train/schedule.h"
 
 namespace normlab::study {
@@ -26,10 +28,7 @@ const char* kDefaults = R"json({
     "test_limit": 0,
     "normalize": "auto",
     "resize": 0,
-    "augment": {
-      "hflip": false, "crop_padding": 0, "rotate": 0.0, "zoom": 0.0, "shift": 0.0,
-      "mixup": 0.0, "cutmix": 0.0
-    },
+    "augment": {},
     "val_from": "train",
     "feature_cache": "auto",
     "synthetic": { "size": 512, "classes": 10, "channels": 1, "hw": 28 }
@@ -56,10 +55,7 @@ const char* kDefaults = R"json({
     "epochs": 3,
     "batch_size": 64,
     "eval_batch_size": 256,
-    "optimizer": {
-      "name": "adam", "lr": 0.001, "weight_decay": 0.0, "momentum": 0.9,
-      "nesterov": false, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8
-    },
+    "optimizer": {},
     "trainable": [],
     "param_groups": [],
     "frozen_bn": "update",
@@ -180,6 +176,8 @@ const Json& default_run_config() {
   static const Json defaults = [] {
     Json d = Json::parse(kDefaults);
     // Defaults written once, next to their options structs.
+    d["data"]["augment"] = option_defaults<data::AugmentOptions>();
+    d["train"]["optimizer"] = option_defaults<train::OptimizerOptions>();
     d["train"]["schedule"] = option_defaults<train::ScheduleOptions>();
     d["train"]["early_stopping"] = option_defaults<train::EarlyStoppingOptions>();
     d["probe"] = probe::default_probe_options();

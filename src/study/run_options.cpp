@@ -104,15 +104,8 @@ RunOptions run_options(const Json& c, const std::string& where) {
     throw Error(key_msg(where, "data.normalize"), e.problem(), e.hint());
   }
   d.resize = positive(c, "data.resize", where, true);
-  d.augment.hflip = get<bool>(c, "data.augment.hflip");
-  d.augment.crop_padding = positive(c, "data.augment.crop_padding", where, true);
-  d.augment.rotate = in_range(c, "data.augment.rotate", where, 0.0, 180.0, "in [0, 180] degrees");
-  d.augment.zoom = in_range(c, "data.augment.zoom", where, 0.0, 0.99, "in [0, 1)");
-  d.augment.shift = in_range(c, "data.augment.shift", where, 0.0, 0.99, "in [0, 1)");
-  d.augment.mixup =
-      in_range(c, "data.augment.mixup", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
-  d.augment.cutmix =
-      in_range(c, "data.augment.cutmix", where, 0.0, 1e6, ">= 0 (Beta alpha; 0 = off)");
+  d.augment =
+      read_options<data::AugmentOptions>(config_at(c, "data.augment"), "data.augment", where);
   d.split.val_from = one_of(c, "data.val_from", where, {"train", "test"});
   d.feature_cache = one_of(c, "data.feature_cache", where, {"auto", "off", "require"});
   d.batch_size = positive(c, "train.batch_size", where);
@@ -149,15 +142,8 @@ RunOptions run_options(const Json& c, const std::string& where) {
   // train
   train::TrainOptions& t = o.train;
   t.epochs = positive(c, "train.epochs", where);
-  t.optimizer.name = one_of(c, "train.optimizer.name", where, train::optimizer_names());
-  t.optimizer.lr = in_range(c, "train.optimizer.lr", where, 1e-300, 1e300, "> 0");
-  t.optimizer.weight_decay =
-      in_range(c, "train.optimizer.weight_decay", where, 0.0, 10.0, "in [0, 10]");
-  t.optimizer.momentum = in_range(c, "train.optimizer.momentum", where, 0.0, 1.0, "in [0, 1]");
-  t.optimizer.nesterov = get<bool>(c, "train.optimizer.nesterov");
-  t.optimizer.beta1 = in_range(c, "train.optimizer.beta1", where, 0.0, 0.999999, "in [0, 1)");
-  t.optimizer.beta2 = in_range(c, "train.optimizer.beta2", where, 0.0, 0.999999, "in [0, 1)");
-  t.optimizer.eps = in_range(c, "train.optimizer.eps", where, 0.0, 1.0, "in [0, 1]");
+  t.optimizer = read_options<train::OptimizerOptions>(config_at(c, "train.optimizer"),
+                                                      "train.optimizer", where);
   t.trainable = get<std::vector<std::string>>(c, "train.trainable");
   for (const auto& g : config_at(c, "train.param_groups")) {
     require(g.is_object(), key_msg(where, "train.param_groups"),

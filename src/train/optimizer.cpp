@@ -16,6 +16,17 @@ std::unique_ptr<torch::optim::Optimizer> build(const ParamPlan& plan, MakeOption
 
 }  // namespace
 
+void describe(OptimizerOptions& o, OptionFields& f) {
+  f.field("name", o.name, optimizer_names());
+  f.field("lr", o.lr, Range{1e-300, 1e300, "> 0"});
+  f.field("weight_decay", o.weight_decay, Range{0, 10, "in [0, 10]"});
+  f.field("momentum", o.momentum, Range{0, 1, "in [0, 1]"});
+  f.field("nesterov", o.nesterov);
+  f.field("beta1", o.beta1, Range{0, 0.999999, "in [0, 1)"});
+  f.field("beta2", o.beta2, Range{0, 0.999999, "in [0, 1)"});
+  f.field("eps", o.eps, Range{0, 1, "in [0, 1]"});
+}
+
 std::vector<std::string> optimizer_names() { return {"adam", "adamw", "sgd"}; }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& o,

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/option_fields.h"
+
 #include "train/params.h"
 
 namespace normlab::train {
@@ -26,6 +28,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerOptions& 
                                                         const ParamPlan& plan);
 
 std::vector<std::string> optimizer_names();
+
+// The fields of train.optimizer: their defaults are the struct's (core/option_fields.h).
+void describe(OptimizerOptions& o, OptionFields& f);
 
 // Multiplies every group's learning rate by `factor` relative to its configured value.
 void set_lr_scale(torch::optim::Optimizer& optimizer, const ParamPlan& plan, double factor);
