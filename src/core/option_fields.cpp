@@ -78,4 +78,22 @@ void OptionFields::field(const char* key, std::string& value,
   throw Error(key_message(key), "unknown value '" + value + "'", "use one of: " + list);
 }
 
+void OptionFields::field(const char* key, std::vector<double>& value, const Range& range) {
+  if (!reading_) {
+    defaults_[key] = value;
+    return;
+  }
+  const auto& v = at(key);
+  require(v.is_array() && !v.empty(), key_message(key),
+          "expected a non-empty list of numbers, got " + v.dump());
+  value.clear();
+  for (const auto& e : v) {
+    require(e.is_number(), key_message(key), "expected numbers, got " + e.dump());
+    const double d = e.get<double>();
+    require(d >= range.lo && d <= range.hi, key_message(key),
+            "every value must be " + range.text + ", got " + e.dump());
+    value.push_back(d);
+  }
+}
+
 }  // namespace normlab

@@ -33,6 +33,8 @@ class OptionFields {
   void field(const char* key, double& value, const Range& range = {});
   // A string, one of `choices` when they are given.
   void field(const char* key, std::string& value, const std::vector<std::string>& choices = {});
+  // A non-empty list of numbers, each within `range`.
+  void field(const char* key, std::vector<double>& value, const Range& range = {});
 
   const nlohmann::json& defaults() const { return defaults_; }
 

@@ -29,9 +29,33 @@ std::pair<Dataset, Dataset> carve(const Dataset& ds, double fraction, uint64_t s
 
 Splits load_splits(const SplitOptions& d) {
   Splits out;
+  if (d.train_from == "test") {
+    require(d.val_from == "same", "data.train_from = \"test\"",
+            "needs data.val_from = \"same\" (the test set is the only held-out data)");
+    Dataset test = load_dataset(d.test_source);
+    if (!d.classes.empty()) test = select_classes(test, d.classes);
+    out.train = limit(test, d.train_limit, d.split_seed + 1);
+    out.val = out.train;
+    out.test = d.test ? out.train : empty_like(out.train);
+    require(out.train.size() > 0, "data",
+            "the training set is empty after class selection and limits");
+    return out;
+  }
   Dataset full = load_dataset(d.train_source);
   if (!d.classes.empty()) full = select_classes(full, d.classes);
   Dataset test;
+  if (d.val_from == "same") {
+    out.train = limit(full, d.train_limit, d.split_seed + 1);
+    out.val = out.train;
+    if (d.test) {
+      test = load_dataset(d.test_source);
+      if (!d.classes.empty()) test = select_classes(test, d.classes);
+      out.test = limit(test, d.test_limit, d.split_seed + 3);
+    }
+    require(out.train.size() > 0, "data",
+            "the training set is empty after class selection and limits");
+    return out;
+  }
   if (d.test || d.val_from == "test") {
     test = load_dataset(d.test_source);
     if (!d.classes.empty()) test = select_classes(test, d.classes);

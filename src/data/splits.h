@@ -23,9 +23,14 @@ struct SplitOptions {
   int64_t val_limit = 0;
   bool test = true;
   int64_t test_limit = 0;
-  // Where validation comes from: "train" (val_fraction of the training split) or "test"
-  // (val_fraction of the official test split; the rest stays the test set).
+  // Where validation comes from: "train" (val_fraction of the training split), "test"
+  // (val_fraction of the official test split; the rest stays the test set) or "same" (the
+  // training set itself, evaluated without augmentation).
   std::string val_from = "train";
+  // Where training comes from: "train" (the official training split) or "test" (the official
+  // test split: the full-batch regime of Huang et al. and seed 004, where the test set is both
+  // training and evaluation set; needs val_from = "same", and the test set is the same images).
+  std::string train_from = "train";
 };
 
 struct Splits {

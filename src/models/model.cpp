@@ -81,8 +81,35 @@ class SequentialTrunk : public Trunk {
 
 }  // namespace
 
+namespace {
+
+// The norm factory of a model: BN-BFN placements first, then the study's own overrides.
+NormFactory norm_factory(const ModelOptions& o) {
+  auto overrides = o.norm_overrides;
+  std::string alternate;
+  const std::string bfn = o.bfn_norm != "auto"      ? o.bfn_norm
+                          : o.bn_bfn == "alternate" ? "ln"
+                                                    : "gn:16";
+  if (o.bn_bfn == "alternate") {
+    alternate = bfn;
+  } else if (o.bn_bfn.rfind("xbn-p", 0) == 0) {
+    require(o.backbone == "resnet50" || o.backbone == "resnet50_cifar", "model.bn_bfn",
+            "'" + o.bn_bfn + "' places GroupNorm in ResNet-50's bottlenecks; backbone '" +
+                o.backbone + "' has none",
+            "use bn_bfn = \"alternate\" for mlp and small_cnn");
+    const std::string slot = "bn" + o.bn_bfn.substr(5);  // xbn-p2 -> bn2
+    overrides.insert(overrides.begin(), {"layer*.*." + slot, bfn});
+  } else {
+    require(o.bn_bfn == "off", "model.bn_bfn", "unknown value '" + o.bn_bfn + "'",
+            "use one of: off, alternate, xbn-p1, xbn-p2, xbn-p3");
+  }
+  return NormFactory(std::move(overrides), o.norm_options, alternate);
+}
+
+}  // namespace
+
 ClassifierImpl::ClassifierImpl(const ModelOptions& options) : options_(options) {
-  NormFactory norms(options_.norm_overrides, options_.norm_options);
+  NormFactory norms = norm_factory(options_);
   Backbone backbone = build_backbone(options_, norms);
   if (backbone.features) {
     features = register_module("features", backbone.features);

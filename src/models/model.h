@@ -46,10 +46,16 @@ struct ModelOptions {
   // (XBNBlock-P2). Patterns as models::path_matches; the last matching entry wins; head
   // slots ("head.1") may be overridden too. A pattern matching no slot is an Error.
   std::vector<std::pair<std::string, std::string>> norm_overrides;
-  int64_t width = 32;       // small_cnn base width / mlp hidden width
-  int64_t depth = 4;        // small_cnn blocks / mlp hidden layers
-  double width_mult = 1.0;  // mobilenet_v2 width multiplier (torchvision's _make_divisible)
-  double dropout = 0.2;     // dropout of head kind "torchvision" (mobilenet_v2's classifier.0)
+  // BN-BFN (Huang et al., CVPR 2022; seed 004): "off"; "alternate" (every second backbone BN
+  // slot becomes bfn_norm; for mlp and small_cnn); "xbn-p1" | "xbn-p2" | "xbn-p3" (resnet50
+  // bottlenecks: their first, second or third BN becomes bfn_norm, the XBNBlock-P1..P3
+  // placements). Explicit norm_overrides apply after these.
+  std::string bn_bfn = "off";
+  std::string bfn_norm = "auto";  // "auto": "ln" for alternate, "gn:16" for xbn-p* (DESIGN.md)
+  int64_t width = 32;             // small_cnn base width / mlp hidden width
+  int64_t depth = 4;              // small_cnn blocks / mlp hidden layers
+  double width_mult = 1.0;        // mobilenet_v2 width multiplier (torchvision's _make_divisible)
+  double dropout = 0.2;  // dropout of head kind "torchvision" (mobilenet_v2's classifier.0)
   // mobilenet_v2 from TF/Keras: the stride-2 3x3 convs pad like TF 'SAME' (zero-pad right
   // and bottom by 1 for even sizes, then padding 0) instead of torchvision's symmetric 1.
   bool tf_same_padding = false;

@@ -9,13 +9,20 @@
 
 namespace normlab::models {
 NormFactory::NormFactory(std::vector<std::pair<std::string, std::string>> overrides,
-                         nn::NormOptions options)
-    : overrides_(std::move(overrides)), used_(overrides_.size(), false), options_(options) {}
+                         nn::NormOptions options, std::string alternate)
+    : overrides_(std::move(overrides)),
+      used_(overrides_.size(), false),
+      options_(std::move(options)),
+      alternate_(std::move(alternate)) {}
 
 torch::nn::AnyModule NormFactory::make(const std::string& path, const std::string& spec,
                                        int64_t channels, nn::NormInput input) {
   slots_.push_back(path);
   const std::string* chosen = &spec;
+  if (!alternate_.empty() && path.rfind("head", 0) != 0) {
+    const std::string kind = nn::parse_norm(spec).kind;
+    if ((kind == "bn" || kind == "dmbn") && ++batch_slots_ % 2 == 0) chosen = &alternate_;
+  }
   for (size_t i = 0; i < overrides_.size(); ++i) {
     if (path_matches(overrides_[i].first, path)) {
       chosen = &overrides_[i].second;

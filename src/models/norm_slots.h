@@ -22,7 +22,11 @@ using normlab::path_matches;  // core/path_pattern.h: the one matcher
 // overrides match a slot, the last one wins (later entries refine earlier ones).
 class NormFactory {
  public:
-  NormFactory(std::vector<std::pair<std::string, std::string>> overrides, nn::NormOptions options);
+  // alternate: when not empty, every second batch-statistics slot of the backbone (the 2nd,
+  // 4th, ... in build order; head slots excluded) gets this batch-free norm instead (BN-BFN
+  // alternating, Huang et al. CVPR 2022 / seed 004); overrides still win.
+  NormFactory(std::vector<std::pair<std::string, std::string>> overrides, nn::NormOptions options,
+              std::string alternate = "");
 
   // The layer for the slot at `path`: the last matching override's spec, else `spec`.
   // Throws Error (from nn::make_norm) for invalid combinations.
@@ -36,6 +40,8 @@ class NormFactory {
   std::vector<std::pair<std::string, std::string>> overrides_;
   std::vector<bool> used_;
   nn::NormOptions options_;
+  std::string alternate_;
+  int64_t batch_slots_ = 0;         // batch-statistics backbone slots seen, for alternate_
   std::vector<std::string> slots_;  // every path asked for, for the error hint
 };
 

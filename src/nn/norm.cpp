@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "nn/dmbn.h"
 #include "nn/frn.h"
 
 namespace normlab::nn {
@@ -52,7 +53,8 @@ std::string valid_names() {
 }
 
 Error unknown_norm(const std::string& text, const std::string& problem) {
-  return Error("norm '" + text + "'", problem, "valid names: " + valid_names());
+  return Error("norm '" + text + "'", problem,
+               "valid names: " + valid_names() + " (bn also as 'bn:momentum=B')");
 }
 
 // Parses the G of "gn:G": digits only, positive.
@@ -69,7 +71,7 @@ int64_t parse_groups(const std::string& text, const std::string& digits) {
 }  // namespace
 
 std::vector<std::string> norm_names() {
-  return {"bn", "ln", "gn:G", "in", "frn", "frn:mean", "none"};
+  return {"bn", "ln", "gn:G", "in", "frn", "frn:mean", "dmbn", "none"};
 }
 
 NormSpec parse_norm(const std::string& text) {
@@ -84,6 +86,27 @@ NormSpec parse_norm(const std::string& text) {
     if (!has_tail) throw unknown_norm(text, "GroupNorm needs its group count, e.g. 'gn:16'");
     spec.kind = "gn";
     spec.groups = parse_groups(text, tail);
+    return spec;
+  }
+  if (head == "bn" && has_tail) {
+    // bn:momentum=B; B in [0, 1] as PyTorch's BatchNorm accepts.
+    const std::string key = "momentum=";
+    if (tail.rfind(key, 0) != 0) {
+      throw unknown_norm(text, "BatchNorm takes one option, 'momentum=B' (e.g. 'bn:momentum=0.8')");
+    }
+    const std::string number = tail.substr(key.size());
+    size_t used = 0;
+    double b = -1;
+    try {
+      b = std::stod(number, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != number.size() || !(b >= 0 && b <= 1)) {
+      throw unknown_norm(text, "momentum must be a number in [0, 1], got '" + number + "'");
+    }
+    spec.kind = "bn";
+    spec.momentum = b;
     return spec;
   }
   if (head == "frn" && has_tail) {
@@ -105,14 +128,25 @@ namespace {
 
 using Refuse = std::function<Error(const std::string& why, const std::string& hint)>;
 
-torch::nn::AnyModule make_bn(const NormSpec&, int64_t channels, NormInput input,
+torch::nn::AnyModule make_bn(const NormSpec& spec, int64_t channels, NormInput input,
                              const NormOptions& o, const Refuse&) {
+  const double momentum = spec.momentum.value_or(o.momentum);
   if (input == NormInput::kVector) {
     return torch::nn::AnyModule(torch::nn::BatchNorm1d(
-        torch::nn::BatchNorm1dOptions(channels).eps(o.eps).momentum(o.momentum)));
+        torch::nn::BatchNorm1dOptions(channels).eps(o.eps).momentum(momentum)));
   }
   return torch::nn::AnyModule(torch::nn::BatchNorm2d(
-      torch::nn::BatchNorm2dOptions(channels).eps(o.eps).momentum(o.momentum)));
+      torch::nn::BatchNorm2dOptions(channels).eps(o.eps).momentum(momentum)));
+}
+
+torch::nn::AnyModule make_dmbn(const NormSpec&, int64_t channels, NormInput input,
+                               const NormOptions& o, const Refuse&) {
+  DmbnLayerOptions d;
+  d.channels = channels;
+  d.map = input == NormInput::kMap;
+  d.eps = o.eps;
+  d.candidates = o.dmbn_candidates;
+  return torch::nn::AnyModule(Dmbn(d));
 }
 
 torch::nn::AnyModule make_ln(const NormSpec&, int64_t channels, NormInput input,
@@ -183,6 +217,7 @@ const std::vector<NormKind>& norm_table() {
        make_bn,
        is_one_of<torch::nn::BatchNorm1dImpl, torch::nn::BatchNorm2dImpl,
                  torch::nn::BatchNorm3dImpl>},
+      {"dmbn", {true, true, false}, make_dmbn, is_one_of<DmbnImpl>},
       {"ln", {false, false, true}, make_ln, is_one_of<torch::nn::LayerNormImpl>},
       {"gn",
        {false, false, true},

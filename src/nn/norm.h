@@ -9,6 +9,10 @@
 //          epsilon of section 3.2 (eps = eps0 + |eps_l|) is used.
 //   frn:mean  FRN variant for vectors that averages x^2 over the feature axis instead.
 //   none   identity
+//   bn:momentum=B  BatchNorm with its own momentum B (running = (1 - B) running + B batch,
+//          PyTorch's convention), e.g. per slot through model.norm_overrides (seed 004)
+//   dmbn   Dynamic Momentum BatchNorm (nn/dmbn.h; seed 004): momentum chosen per layer and
+//          epoch among NormOptions::dmbn_candidates by minimal estimation shift
 #pragma once
 
 #include <torch/torch.h>
@@ -24,17 +28,23 @@
 namespace normlab::nn {
 
 struct NormOptions {
+  // User-provided: GCC 12 reports a false -Wmaybe-uninitialized on the vector member when a
+  // ModelOptions{} temporary is copied, if this struct is an aggregate.
+  NormOptions() {}
+  NormOptions(double eps_, double momentum_) : eps(eps_), momentum(momentum_) {}
   double eps = 1e-5;      // BN/LN/GN/IN eps (PyTorch default); FRN uses eps0 = 1e-6
   double momentum = 0.1;  // BN running-statistics momentum (PyTorch convention)
+  std::vector<double> dmbn_candidates = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
 };
 
 enum class NormInput { kVector, kMap };  // (N, C) or (N, C, H, W)
 
 struct NormSpec {
-  std::string kind;       // "bn", "ln", "gn", "in", "frn", "none"
-  int64_t groups = 0;     // gn only
-  bool frn_mean = false;  // frn:mean
-  std::string text;       // original spelling, for messages
+  std::string kind;                // "bn", "ln", "gn", "in", "frn", "dmbn", "none"
+  int64_t groups = 0;              // gn only
+  bool frn_mean = false;           // frn:mean
+  std::optional<double> momentum;  // bn:momentum=B, overriding NormOptions::momentum
+  std::string text;                // original spelling, for messages
 };
 
 // Parses "bn", "gn:16", ... Throws Error naming the value and listing valid names.

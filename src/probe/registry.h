@@ -38,6 +38,10 @@ struct ProbeInfo {
   // Semantic checks beyond the types (those are checked against `defaults` by the config
   // layer): throws Error naming `where` and the key.
   std::function<void(const Json& options, const std::string& where)> check;
+  // Optional checks against the built model at plan time, before any training (e.g. the
+  // model has the layers the probe measures): throws Error naming `where` and the key.
+  std::function<void(const Json& options, torch::nn::Module& model, const std::string& where)>
+      check_model;
   // Patterns in the options that must match a parameter or module of the model ("params").
   std::function<std::vector<std::string>(const Json& options)> patterns;
   std::function<std::unique_ptr<train::Observer>(const Json& options, const ProbeSetup& setup)>
@@ -61,5 +65,6 @@ ProbeInfo weight_hist_probe();
 ProbeInfo clip_probe();
 ProbeInfo update_ratio_probe();
 ProbeInfo landscape_probe();
+ProbeInfo esm_probe();
 
 }  // namespace normlab::probe

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/augment.h"
+#include "nn/dmbn.h"
 #include "probe/registry.h"
 #include "train/early_stopping.h"
 #include "train/optimizer.h"
@@ -30,6 +31,7 @@ const char* kDefaults = R"json({
     "resize": 0,
     "augment": {},
     "val_from": "train",
+    "train_from": "train",
     "feature_cache": "auto",
     "synthetic": { "size": 512, "classes": 10, "channels": 1, "hw": 28 }
   },
@@ -45,6 +47,8 @@ const char* kDefaults = R"json({
     "tf_same_padding": false,
     "channels_last": true,
     "norm_overrides": {},
+    "bn_bfn": "off",
+    "bfn_norm": "auto",
     "weights": "",
     "weights_skip": [],
     "recalibrate_bn": false,
@@ -54,6 +58,7 @@ const char* kDefaults = R"json({
   "train": {
     "epochs": 3,
     "batch_size": 64,
+    "full_batch": false,
     "eval_batch_size": 256,
     "optimizer": {},
     "trainable": [],
@@ -177,6 +182,7 @@ const Json& default_run_config() {
     Json d = Json::parse(kDefaults);
     // Defaults written once, next to their options structs.
     d["data"]["augment"] = option_defaults<data::AugmentOptions>();
+    d["model"]["dmbn"] = option_defaults<nn::DmbnOptions>();
     d["train"]["optimizer"] = option_defaults<train::OptimizerOptions>();
     d["train"]["schedule"] = option_defaults<train::ScheduleOptions>();
     d["train"]["early_stopping"] = option_defaults<train::EarlyStoppingOptions>();

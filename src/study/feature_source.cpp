@@ -99,9 +99,9 @@ class CacheSource : public FeatureSource {
 }  // namespace
 
 data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch::Device device,
-                                     bool training) {
+                                     bool training, int64_t items) {
   data::BatcherOptions b;
-  b.batch_size = training ? d.batch_size : d.eval_batch_size;
+  b.batch_size = training ? d.train_batch(items) : d.eval_batch_size;
   b.shuffle = training;
   b.drop_last = false;
   if (training) b.augment = d.augment;
@@ -154,17 +154,17 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
     r.model = prefix_;
     r.cut = cut_;
     r.architecture = architecture_;
-    r.preprocess = batcher_options(o.data, channels_, device_, false);
+    r.preprocess = batcher_options(o.data, channels_, device_, false, ds.size());
     r.views = (training ? o.data.augment.hflip : o.tta) ? 2 : 1;
     r.channels_last = o.channels_last;
     auto res = cached_prefix_features(r, ds);
     timing_.cache_seconds += res.seconds;
     timing_.cache_images += res.image_views;
     return std::make_unique<CacheSource>(
-        res.file, ds.labels, training ? o.data.batch_size : o.data.eval_batch_size, training,
-        training && o.data.augment.hflip, o.seed, device_);
+        res.file, ds.labels, training ? o.data.train_batch(ds.size()) : o.data.eval_batch_size,
+        training, training && o.data.augment.hflip, o.seed, device_);
   }
-  data::Batcher b(ds, batcher_options(o.data, channels_, device_, training), o.seed);
+  data::Batcher b(ds, batcher_options(o.data, channels_, device_, training, ds.size()), o.seed);
   return std::make_unique<TrunkSource>(std::move(b), prefix_, cut_, o.channels_last);
 }
 
@@ -179,7 +179,7 @@ FeatureSource* FeatureSources::eval(const std::string& split) {
 }
 
 const data::Dataset* FeatureSources::dataset(const std::string& split) const {
-  if (split == "train") return &splits_.train;
+  if (split == "train" || split == "train_eval") return &splits_.train;
   if (split == "val") return &splits_.val;
   if (split == "test") return &splits_.test;
   return nullptr;
@@ -212,7 +212,8 @@ void FeatureSources::for_each(const std::string& split, int64_t max_batches, int
     }
     return;
   }
-  data::Batcher b(*dataset(split), batcher_options(lead_.data, channels_, device_, false),
+  data::Batcher b(*dataset(split),
+                  batcher_options(lead_.data, channels_, device_, false, dataset(split)->size()),
                   lead_.seed);
   b.start_epoch(0);
   data::Batch batch;

@@ -33,9 +33,10 @@ class FeatureSource {
   virtual bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) = 0;
 };
 
-// Batcher options of a run's data slice: training (augmented, shuffled) or evaluation.
+// Batcher options of a run's data slice: training (augmented, shuffled) or evaluation, for a
+// dataset of `items` images (a full-batch run's one training batch).
 data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch::Device device,
-                                     bool training);
+                                     bool training, int64_t items);
 
 class FeatureSources : public train::EvalBatches {
  public:

@@ -10,6 +10,7 @@
 #include "models/recalibrate.h"
 #include "study/feature_source.h"
 #include "study/weights.h"
+#include "train/dmbn_adopter.h"
 
 namespace normlab::study {
 namespace fs = std::filesystem;
@@ -34,7 +35,9 @@ models::Classifier build(const RunOptions& o, const data::Splits& splits, torch:
 void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs) {
   const RunOptions& o = runs.front()->o;
   const int64_t channels = g.splits.train.images.size(1);
-  data::Batcher calib(g.splits.train, batcher_options(o.data, channels, g.device, false), o.seed);
+  data::Batcher calib(g.splits.train,
+                      batcher_options(o.data, channels, g.device, false, g.splits.train.size()),
+                      o.seed);
   calib.start_epoch(0);
   data::Batch b;
   int64_t batches = 0;
@@ -75,6 +78,12 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
     r->model = build(r->o, g.splits, g.device, options.out_dir);
     require(models::cut_point(*r->model, r->o.train.trainable) == g.cut, r->name(),
             "internal: members of a lockstep group differ in cut");
+    for (const auto& [path, layer] : train::dmbn_layers(*r->model)) {
+      require(r->model->stage_of(path + ".weight") >= g.cut,
+              r->name() + ": DMBN layer '" + path + "'",
+              "lies in the frozen prefix, where nothing trains and its momentum cannot adapt",
+              "make it trainable (train.trainable) or use bn there");
+    }
     const bool has_ckpt = db.epochs_done(r->id()) > 0 && fs::exists(r->paths.checkpoint());
     resume.push_back(has_ckpt);
     r->start_epoch = has_ckpt ? -1 : 0;

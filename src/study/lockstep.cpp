@@ -150,6 +150,7 @@ class Group {
     if (g_.cut > 0) {
       for (RunState* r : active) models::copy_prefix(*g_.prefix, *r->model, g_.cut, true);
     }
+    each(active, [&](RunState& r) { r.trainer->notify_train_epoch_end(epoch, sources_.get()); });
     std::vector<Evaluation> vals = evaluate(active, val_split());
     std::vector<RunState*> finishing, restored;
     for (size_t i = 0; i < active.size(); ++i) {

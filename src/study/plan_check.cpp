@@ -1,6 +1,7 @@
 #include "study/plan_check.h"
 
 #include <map>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -30,6 +31,7 @@ models::ModelOptions model_options(const RunOptions& o) {
 struct Names {
   std::vector<std::string> params;
   std::string top;  // top-level modules, for hints
+  std::shared_ptr<torch::nn::Module> model;
 };
 
 void check(const Names& names, const std::string& pattern, const std::string& where,
@@ -61,6 +63,7 @@ void check_plan(const Plan& plan, const std::string& where) {
       Names names;
       try {
         models::Classifier model = models::build_model(model_options(o));  // norm overrides too
+        names.model = model.ptr();
         for (const auto& p : model->named_parameters()) names.params.push_back(p.key());
         for (const auto& c : model->named_children()) {
           names.top += (names.top.empty() ? "" : ", ") + c.key();
@@ -71,6 +74,9 @@ void check_plan(const Plan& plan, const std::string& where) {
       it = built.emplace(model_key.dump(), std::move(names)).first;
     }
     const Names& names = it->second;
+    for (const auto& [info, options] : o.probe.enabled) {
+      if (info->check_model) info->check_model(options, *names.model, run_where);
+    }
     for (const auto& p : o.train.trainable) check(names, p, run_where, "train.trainable");
     for (const auto& g : o.train.param_groups) {
       check(names, g.pattern, run_where, "train.param_groups");

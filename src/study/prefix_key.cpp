@@ -13,6 +13,20 @@ void erase_dotted(Json& node, const std::string& dotted) {
   if (it != node.end() && it->is_object()) erase_dotted(*it, dotted.substr(dot + 1));
 }
 
+// A run whose whole model trains (train.trainable = [], so cut_point is 0) and whose backbone
+// is not recalibrated from a shared copy has no frozen prefix: its model settings cannot
+// change anything the group shares (the batches), so runs that differ only in their models,
+// such as S4's BatchNorm strategies, train in lockstep on the same batches.
+bool no_frozen_prefix(const Json& config) {
+  auto train = config.find("train");
+  auto model = config.find("model");
+  if (train == config.end() || model == config.end()) return false;
+  auto trainable = train->find("trainable");
+  auto recalibrate = model->find("recalibrate_bn");
+  return trainable != train->end() && trainable->is_array() && trainable->empty() &&
+         (recalibrate == model->end() || !recalibrate->get<bool>());
+}
+
 }  // namespace
 
 const std::vector<std::string>& tail_only_keys() {
@@ -37,6 +51,10 @@ PrefixKey prefix_key(const Json& config) {
   PrefixKey key{config};
   if (!key.value.contains("role")) key.value["role"] = "run";
   for (const auto& k : tail_only_keys()) erase_dotted(key.value, k);
+  if (no_frozen_prefix(config)) {
+    key.value["model"] = Json::object();
+    erase_dotted(key.value, "train.frozen_bn");
+  }
   return key;
 }
 

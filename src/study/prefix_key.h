@@ -3,7 +3,8 @@
 // by the model part of it. The key is the whole resolved config minus an explicit list of
 // settings that only act on a run's own trainable tail (head, optimizer, clipping, schedules,
 // early stopping, probes, ...): a new setting is part of the key until someone decides it is
-// tail-only, so it can never silently merge runs whose prefixes differ.
+// tail-only, so it can never silently merge runs whose prefixes differ. A run without a frozen
+// prefix (everything trains) keeps no model settings in its key: only its batches are shared.
 #pragma once
 
 #include <string>

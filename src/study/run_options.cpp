@@ -59,6 +59,31 @@ void check_norm(const std::string& norm, const std::string& where, const std::st
   }
 }
 
+// Whether the data settings give a run the evaluation split `split`.
+bool has_split(const DataSlice& d, const std::string& split) {
+  if (split == "train_eval") return true;
+  if (split == "test") return d.split.test;
+  if (d.split.val_from == "same") return true;
+  return d.split.val_fraction > 0;
+}
+
+void require_split(const DataSlice& d, const std::string& split, const std::string& where,
+                   const std::string& key) {
+  require(has_split(d, split), key_msg(where, key), "the run has no '" + split + "' split",
+          split == "test" ? "set data.test = true or choose another split"
+                          : "give data.val_fraction > 0, or data.val_from = \"same\", or choose "
+                            "another split");
+}
+
+bool uses_norm(const models::ModelOptions& m, const std::string& kind) {
+  auto is = [&](const std::string& spec) { return nn::parse_norm(spec).kind == kind; };
+  if (is(m.norm) || (m.head.kind != "linear" && is(m.head.norm))) return true;
+  for (const auto& [pattern, spec] : m.norm_overrides) {
+    if (is(spec)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 RunOptions run_options(const Json& c, const std::string& where) {
@@ -106,7 +131,15 @@ RunOptions run_options(const Json& c, const std::string& where) {
   d.resize = positive(c, "data.resize", where, true);
   d.augment =
       read_options<data::AugmentOptions>(config_at(c, "data.augment"), "data.augment", where);
-  d.split.val_from = one_of(c, "data.val_from", where, {"train", "test"});
+  d.split.val_from = one_of(c, "data.val_from", where, {"train", "test", "same"});
+  d.split.train_from = one_of(c, "data.train_from", where, {"train", "test"});
+  if (d.split.train_from == "test") {
+    require(d.split.val_from == "same", key_msg(where, "data.val_from"),
+            "must be \"same\" when data.train_from = \"test\" (the full-batch regime: the "
+            "official test set is both training and evaluation set), got '" +
+                d.split.val_from + "'");
+  }
+  d.full_batch = get<bool>(c, "train.full_batch");
   d.feature_cache = one_of(c, "data.feature_cache", where, {"auto", "off", "require"});
   d.batch_size = positive(c, "train.batch_size", where);
   d.eval_batch_size = positive(c, "train.eval_batch_size", where);
@@ -128,6 +161,16 @@ RunOptions run_options(const Json& c, const std::string& where) {
     check_norm(norm, where, "model.norm_overrides." + item.key());
     m.norm_overrides.emplace_back(item.key(), norm);
   }
+  m.bn_bfn = one_of(c, "model.bn_bfn", where, {"off", "alternate", "xbn-p1", "xbn-p2", "xbn-p3"});
+  m.bfn_norm = get<std::string>(c, "model.bfn_norm");
+  if (m.bfn_norm != "auto") {
+    check_norm(m.bfn_norm, where, "model.bfn_norm");
+    require(nn::parse_norm(m.bfn_norm).kind != "bn" && nn::parse_norm(m.bfn_norm).kind != "dmbn",
+            key_msg(where, "model.bfn_norm"),
+            "must be a batch-free norm (ln, gn:G, in, frn, none), got '" + m.bfn_norm + "'");
+  }
+  o.dmbn = read_options<nn::DmbnOptions>(config_at(c, "model.dmbn"), "model.dmbn", where);
+  m.norm_options.dmbn_candidates = o.dmbn.candidates;
   m.head.kind = one_of(c, "model.head.kind", where, models::head_kinds());
   m.head.hidden = positive(c, "model.head.hidden", where);
   m.head.norm = get<std::string>(c, "model.head.norm");
@@ -185,6 +228,10 @@ RunOptions run_options(const Json& c, const std::string& where) {
     info.check(options, where);
     if (options.at("enabled").get<bool>()) o.probe.enabled.emplace_back(&info, options);
   }
+  if (const Json& esm = config_at(c, "probe.esm"); esm.at("enabled").get<bool>()) {
+    require_split(d, esm.at("split").get<std::string>(), where, "probe.esm.split");
+  }
+  if (uses_norm(m, "dmbn")) require_split(d, o.dmbn.split, where, "model.dmbn.split");
   return o;
 }
 

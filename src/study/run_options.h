@@ -2,6 +2,7 @@
 // passed down, never a global dict).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "data/registry.h"
 #include "data/splits.h"
 #include "models/model.h"
+#include "nn/dmbn.h"
 #include "probe/registry.h"
 #include "study/config.h"
 #include "train/early_stopping.h"
@@ -24,7 +26,12 @@ struct DataSlice {
   int64_t resize = 0;
   data::AugmentOptions augment;
   int64_t batch_size = 64;
+  bool full_batch = false;  // train.full_batch: one step per epoch over the whole training set
   int64_t eval_batch_size = 256;
+  // The training batch size for a training set of `items` images.
+  int64_t train_batch(int64_t items) const {
+    return full_batch ? std::max<int64_t>(items, 1) : batch_size;
+  }
   // Frozen-prefix feature cache: "auto" (when augmentation is flips at most and the prefix
   // runs in eval mode), "off", or "require" (an Error says why it cannot be used).
   std::string feature_cache = "auto";
@@ -40,6 +47,7 @@ struct RunOptions {
   std::string device = "cpu";
   DataSlice data;
   models::ModelOptions model;  // in_channels / input_hw / num_classes filled from the data
+  nn::DmbnOptions dmbn;        // model.dmbn: how DMBN layers adopt their momentum
   std::string weights;
   std::vector<std::string> weights_skip;
   bool recalibrate_bn = false;       // rewrite BN statistics from the training data after loading

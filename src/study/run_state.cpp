@@ -7,6 +7,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "probe/registry.h"
+#include "train/dmbn_adopter.h"
 
 namespace normlab::study {
 namespace fs = std::filesystem;
@@ -48,12 +49,18 @@ void RunState::make_trainer(int64_t cut, torch::Device device, int64_t train_siz
   to.progress = false;  // the group prints one progress line
   to.input_stage = cut;
   trainer = std::make_unique<train::Trainer>(model, to, device);
+  // DMBN adopts its momentum after each epoch's training, before anything evaluates.
+  if (!train::dmbn_layers(*model).empty()) {
+    dmbn = std::make_unique<train::DmbnAdopter>(*model, o.dmbn);
+    trainer->add_observer(dmbn.get());
+  }
   probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name()};
   for (const auto& [info, options] : o.probe.enabled) {
     probes.push_back(info->make(options, setup));
     trainer->add_observer(probes.back().get());
   }
-  const int64_t steps = (train_size + o.data.batch_size - 1) / o.data.batch_size;
+  const int64_t batch = o.data.train_batch(train_size);
+  const int64_t steps = (train_size + batch - 1) / batch;
   schedule =
       std::make_unique<train::LrSchedule>(o.schedule, trainer->optimizer(), steps, o.train.epochs);
   stopper = std::make_unique<train::EarlyStopping>(o.early_stopping);

@@ -51,6 +51,7 @@ struct RunState {
   models::Classifier model{nullptr};
   std::unique_ptr<train::Trainer> trainer;
   std::vector<std::unique_ptr<train::Observer>> probes;
+  std::unique_ptr<train::Observer> dmbn;  // DMBN momentum adoption, when the model has DMBN
   std::unique_ptr<train::LrSchedule> schedule;
   std::unique_ptr<train::EarlyStopping> stopper;
   std::string best_state;  // model archive bytes of the best epoch (early stopping)

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -38,6 +40,26 @@ void flatten_grid(const Json& node, const std::string& prefix, const std::string
                   std::vector<GridAxis>& out) {
   for (const auto& item : node.items()) {
     std::string key = prefix.empty() ? item.key() : prefix + "." + item.key();
+    if (prefix.empty() && !default_run_config().contains(key.substr(0, key.find('.')))) {
+      // Named variants: each a table of settings applied together, labelled by its name.
+      const Json& list = item.value();
+      require(list.is_array() && !list.empty(), where + ": [grid] key '" + key + "'",
+              "is not a config key, so it names a variant axis: a non-empty list of tables "
+              "{name = \"...\", <settings>}");
+      GridAxis axis{key, {}, true};
+      std::set<std::string> names;
+      for (const auto& v : list) {
+        require(v.is_object() && v.contains("name") && v["name"].is_string(),
+                where + ": [grid] key '" + key + "'",
+                "each variant must be a table with a string 'name', got " + v.dump());
+        require(names.insert(v["name"].get<std::string>()).second,
+                where + ": [grid] key '" + key + "'",
+                "two variants are named '" + v["name"].get<std::string>() + "'");
+        axis.values.push_back(v);
+      }
+      out.push_back(std::move(axis));
+      continue;
+    }
     if (item.value().is_object()) {
       flatten_grid(item.value(), key, where, out);
       continue;
@@ -77,6 +99,7 @@ void check_keys(const Json& table, const std::vector<std::string>& allowed,
 
 std::string format_value(const Json& v) {
   if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("name")) return v["name"].get<std::string>();  // a variant
   return v.dump();
 }
 
@@ -202,8 +225,19 @@ Spec parse_spec(const std::string& text, const std::string& where) {
   if (doc.contains("smoke")) {
     const Json& s = doc["smoke"];
     require(s.is_object(), where + ": [smoke]", "must be a table");
-    check_keys(s, {"seeds", "run", "pretrain"}, where + " [smoke]");
+    check_keys(s, {"seeds", "run", "pretrain", "grid"}, where + " [smoke]");
     if (s.contains("seeds")) parse_seeds(s["seeds"], where + " [smoke]");
+    if (s.contains("grid")) {
+      require(s["grid"].is_object(), where + ": [smoke.grid]", "must be a table");
+      std::vector<GridAxis> axes;
+      flatten_grid(s["grid"], "", where + " [smoke]", axes);
+      for (const auto& a : axes) {
+        require(std::any_of(spec.grid.begin(), spec.grid.end(),
+                            [&](const GridAxis& g) { return g.key == a.key; }),
+                where + ": [smoke.grid] key '" + a.key + "'", "is not an axis of [grid]",
+                "[smoke.grid] replaces the values of [grid] axes");
+      }
+    }
     for (const char* part : {"run", "pretrain"}) {
       if (!s.contains(part)) continue;
       Json probe = default_run_config();
@@ -235,6 +269,16 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     require(spec.smoke.has_value(), where, "has no [smoke] section", "add one, or drop --smoke");
     const Json& s = *spec.smoke;
     if (s.contains("seeds")) seeds = parse_seeds(s["seeds"], where + " [smoke]");
+    if (s.contains("grid")) {
+      // [smoke.grid] replaces the values of the axes it names.
+      std::vector<GridAxis> axes;
+      flatten_grid(s["grid"], "", where + " [smoke]", axes);
+      for (const auto& a : axes) {
+        for (auto& g : grid) {
+          if (g.key == a.key) g.values = a.values;
+        }
+      }
+    }
     if (s.contains("run")) {
       merge_config(base, s["run"], where + " [smoke.run]");
       mark(base_src, s["run"], "[smoke.run]", schema);
@@ -256,6 +300,22 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       require(pre.has_value(), from, "the study has no [pretrain] section");
       set_config_value(*pre, key.substr(9), value, from);
       mark(pre_src, nested(key.substr(9), value), "--set", schema);
+      continue;
+    }
+    auto axis = std::find_if(grid.begin(), grid.end(),
+                             [&](const GridAxis& a) { return a.variant && a.key == key; });
+    if (axis != grid.end()) {
+      // --set AXIS=NAME runs that variant only.
+      std::string known;
+      for (const auto& v : axis->values) {
+        if (v["name"] == value) {
+          axis->values = {v};
+          known.clear();
+          break;
+        }
+        known += (known.empty() ? "" : ", ") + v["name"].get<std::string>();
+      }
+      require(known.empty(), from, "no variant is named " + value.dump(), "variants: " + known);
       continue;
     }
     for (auto& axis : grid) {
@@ -294,8 +354,16 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       }
       for (size_t a = 0; a < grid.size(); ++a) {
         const Json& v = grid[a].values[index[a]];
-        set_config_value(cfg, grid[a].key, v, where + " [grid]");
-        mark(src, nested(grid[a].key, v), "[grid]", schema);
+        if (grid[a].variant) {
+          Json overlay = v;
+          overlay.erase("name");
+          const std::string from = "[grid] " + grid[a].key + "=" + v["name"].get<std::string>();
+          merge_config(cfg, overlay, where + " " + from);
+          mark(src, overlay, from, schema);
+        } else {
+          set_config_value(cfg, grid[a].key, v, where + " [grid]");
+          mark(src, nested(grid[a].key, v), "[grid]", schema);
+        }
         group += (group.empty() ? "" : " ") + labels[a] + "=" + format_value(v);
       }
       if (group.empty()) group = spec.name;

@@ -3,9 +3,11 @@
 //   [study]    name, description, seeds = [..]
 //   [pretrain] optional: a run config trained once; runs use it with model.weights = "pretrain"
 //   [run]      the base run config (see study/config.cpp for every key and default)
-//   [grid]     "dotted.key" = [values...]: the cartesian product of all axes, times seeds
+//   [grid]     "dotted.key" = [values...]: the cartesian product of all axes, times seeds;
+//              a top-level key that is not a config key is a named-variant axis:
+//              strategy = [{ name = "dmbn", model.norm = "dmbn" }, ...]
 //   [smoke]    optional overrides for a tiny variant (--smoke): seeds, [smoke.run],
-//              [smoke.pretrain]
+//              [smoke.pretrain], [smoke.grid] (replaces the values of the axes it names)
 #pragma once
 
 #include <map>
@@ -19,8 +21,11 @@
 namespace normlab::study {
 
 struct GridAxis {
-  std::string key;  // dotted config key
+  std::string key;  // dotted config key, or the name of a variant axis
   std::vector<Json> values;
+  // A named-variant axis (a top-level [grid] key that is not a config key, e.g. "strategy"):
+  // each value is a table {name = "...", <settings>} whose settings apply together.
+  bool variant = false;
 };
 
 struct Spec {

@@ -80,6 +80,9 @@ class Observer {
   virtual void after_clip(const StepContext& ctx) {}
   // After optimizer.step().
   virtual void after_step(const StepContext& ctx) {}
+  // After each epoch's last training step, before its evaluation: training-time procedures
+  // that act on the model between epochs (DMBN's momentum adoption) run here.
+  virtual void after_train_epoch(const EpochContext& ctx) {}
   // After each evaluation (validation every epoch, test at the end).
   virtual void on_evaluation(const EpochContext& ctx, const EvalResult& result) {}
   // At the end of each epoch, after validation, before the epoch's records are written.

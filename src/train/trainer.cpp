@@ -215,6 +215,11 @@ void Trainer::notify_evaluation(const EvalResult& result, int64_t epoch) {
   for (auto* o : observers_) o->on_evaluation(ctx, result);
 }
 
+void Trainer::notify_train_epoch_end(int64_t epoch, EvalBatches* eval) {
+  EpochContext ctx = epoch_context(epoch, eval);
+  for (auto* o : observers_) o->after_train_epoch(ctx);
+}
+
 void Trainer::notify_epoch_end(int64_t epoch, EvalBatches* eval) {
   EpochContext ctx = epoch_context(epoch, eval);
   for (auto* o : observers_) o->on_epoch_end(ctx);

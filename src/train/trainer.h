@@ -99,6 +99,7 @@ class Trainer {
 
   // Epoch hooks, called by the engine that runs the loop (see Observer).
   void notify_evaluation(const EvalResult& result, int64_t epoch);
+  void notify_train_epoch_end(int64_t epoch, EvalBatches* eval);
   void notify_epoch_end(int64_t epoch, EvalBatches* eval);
   void notify_run_end(int64_t epoch, EvalBatches* eval);
 

@@ -43,8 +43,8 @@ std::string error_text(const std::string& spec, int64_t channels, NormInput inpu
 }
 
 TEST(NormNames, ListsEveryKind) {
-  EXPECT_EQ(norm_names(),
-            (std::vector<std::string>{"bn", "ln", "gn:G", "in", "frn", "frn:mean", "none"}));
+  EXPECT_EQ(norm_names(), (std::vector<std::string>{"bn", "ln", "gn:G", "in", "frn", "frn:mean",
+                                                    "dmbn", "none"}));
 }
 
 TEST(ParseNorm, AcceptsEveryListedName) {
@@ -74,7 +74,8 @@ TEST(ParseNorm, RejectsBadNamesNamingTheValueAndTheValidOnes) {
     } catch (const Error& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find("'" + bad + "'"), std::string::npos) << what;
-      EXPECT_NE(what.find("bn, ln, gn:G, in, frn, frn:mean, none"), std::string::npos) << what;
+      EXPECT_NE(what.find("bn, ln, gn:G, in, frn, frn:mean, dmbn, none"), std::string::npos)
+          << what;
     }
   }
 }
@@ -183,12 +184,16 @@ TEST(MakeNorm, EveryNameRunsOnVectorsAndMaps) {
   }
 }
 
+// The norms normalising with batch statistics and keeping running estimates: BatchNorm and
+// DMBN (a BatchNorm with per-candidate shadow estimates).
+bool batch_statistics(const std::string& name) { return name == "bn" || name == "dmbn"; }
+
 TEST(IsBatchNorm, TrueOnlyForBatchNorm) {
   for (const auto& name : concrete_norm_names()) {
     for (auto input : {NormInput::kVector, NormInput::kMap}) {
       if (refused(name, input)) continue;
       auto norm = make_norm(name, 4, input);
-      EXPECT_EQ(is_batch_norm(*norm.ptr()), name == "bn") << name;
+      EXPECT_EQ(is_batch_norm(*norm.ptr()), batch_statistics(name)) << name;
     }
   }
   EXPECT_FALSE(is_batch_norm(*torch::nn::Linear(3, 4)));
@@ -213,8 +218,8 @@ TEST(NormTraits, EveryBuiltNormIsRecognisedWithItsTableRow) {
       }
       ASSERT_TRUE(traits.has_value()) << name;
       EXPECT_EQ(traits->batch_statistics, row->traits.batch_statistics) << name;
-      EXPECT_EQ(traits->running_statistics, name == "bn") << name;
-      EXPECT_EQ(traits->batch_free, name != "bn") << name;
+      EXPECT_EQ(traits->running_statistics, batch_statistics(name)) << name;
+      EXPECT_EQ(traits->batch_free, !batch_statistics(name)) << name;
     }
   }
   EXPECT_FALSE(norm_traits(*torch::nn::Linear(3, 4)).has_value());
