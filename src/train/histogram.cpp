@@ -1,5 +1,7 @@
 #include "train/histogram.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -24,6 +26,41 @@ torch::Tensor element_offsets(const std::vector<int64_t>& sizes, int64_t bins,
   return torch::repeat_interleave(idx * static_cast<double>(bins), lengths_tensor(sizes, device));
 }
 
+// The CPU loop splits each tensor into chunks of this many elements, fixed so that the
+// partial sums, and their merge order, do not depend on the number of threads.
+constexpr int64_t kChunk = int64_t{1} << 15;
+
+// Statistics of the finite values of one chunk (its bin counts are kept separately).
+struct Partial {
+  int64_t finite = 0;
+  double sum = 0, sum_sq = 0, lo = kInf, hi = -kInf;
+};
+
+// One pass over p[0, n): the bins as the tensor path computes them, (t - lo) * (bins / (hi -
+// lo)), floored and clamped into [0, bins - 1] (log10 |0| = -inf lands in bin 0); non-finite
+// values are only counted (by the caller, from the finite count).
+template <bool kLog10, typename T>
+void bin_chunk(const T* p, int64_t n, double lo, double scale, int64_t bins, int64_t* counts,
+               Partial& out) {
+  const auto last = static_cast<double>(bins - 1);
+  Partial r;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto x = static_cast<double>(p[i]);
+    if (!std::isfinite(x)) continue;
+    ++r.finite;
+    r.sum += x;
+    r.sum_sq += x * x;
+    r.lo = std::min(r.lo, x);
+    r.hi = std::max(r.hi, x);
+    const double t = kLog10 ? std::log10(std::fabs(x)) : x;
+    const double b = std::floor((t - lo) * scale);
+    // Written so that -inf (and NaN, from a degenerate spec) go to bin 0 without a cast of a
+    // non-finite double.
+    ++counts[b > 0 ? (b < last ? static_cast<int64_t>(b) : bins - 1) : 0];
+  }
+  out = r;
+}
+
 }  // namespace
 
 std::vector<double> BinSpec::edges() const {
@@ -44,6 +81,8 @@ HistogramBatch::HistogramBatch(BinSpec spec, std::vector<int64_t> sizes,
   if (group_of.empty()) return;
   TORCH_CHECK(group_of.size() == sizes_.size(), "HistogramBatch: ", group_of.size(),
               " group ids for ", sizes_.size(), " tensors");
+  TORCH_CHECK(*std::min_element(group_of.begin(), group_of.end()) >= 0,
+              "HistogramBatch: negative group id");
   groups_ = *std::max_element(group_of.begin(), group_of.end()) + 1;
   std::vector<int64_t> order(group_of.size());
   std::iota(order.begin(), order.end(), 0);
@@ -53,6 +92,7 @@ HistogramBatch::HistogramBatch(BinSpec spec, std::vector<int64_t> sizes,
   for (int64_t g : group_of) ++lengths[static_cast<size_t>(g)];
   for (int64_t n : lengths) TORCH_CHECK(n > 0, "HistogramBatch: a group has no tensor");
   group_order_ = torch::tensor(order, torch::kLong).to(device);
+  group_of_ = group_of;
   group_lengths_ = lengths_tensor(lengths, device);
 }
 
@@ -112,7 +152,95 @@ torch::Tensor HistogramBatch::rows(const torch::Tensor& x, const torch::Tensor& 
                     1);
 }
 
+torch::Tensor HistogramBatch::cpu_rows(const std::vector<torch::Tensor>& values) const {
+  const auto count = static_cast<int64_t>(values.size());
+  const int64_t bins = spec_.bins;
+  const int64_t width = bins + kPackedStats;
+  // Each tensor's elements, contiguous, as float or double; chunks of kChunk elements.
+  struct Chunk {
+    int64_t tensor, begin, end;
+  };
+  std::vector<torch::Tensor> data;
+  std::vector<Chunk> chunks;
+  int64_t total = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    torch::Tensor v = values[static_cast<size_t>(i)].detach();
+    if (v.scalar_type() != torch::kFloat && v.scalar_type() != torch::kDouble) {
+      v = v.to(torch::kDouble);
+    }
+    data.push_back(v.contiguous());
+    const int64_t n = v.numel();
+    for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({i, b, std::min(n, b + kChunk)});
+    total += n;
+  }
+  const auto nchunks = static_cast<int64_t>(chunks.size());
+  std::vector<Partial> partial(static_cast<size_t>(nchunks));
+  std::vector<int64_t> chunk_counts(static_cast<size_t>(nchunks * bins), 0);
+  const bool log10 = spec_.scale == "log10";
+  const double lo = spec_.lo, scale = static_cast<double>(bins) / (spec_.hi - spec_.lo);
+  auto run = [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const Chunk& k = chunks[static_cast<size_t>(c)];
+      const torch::Tensor& v = data[static_cast<size_t>(k.tensor)];
+      int64_t* counts = chunk_counts.data() + c * bins;
+      Partial& out = partial[static_cast<size_t>(c)];
+      const int64_t n = k.end - k.begin;
+      if (v.scalar_type() == torch::kFloat) {
+        const float* p = v.data_ptr<float>() + k.begin;
+        log10 ? bin_chunk<true>(p, n, lo, scale, bins, counts, out)
+              : bin_chunk<false>(p, n, lo, scale, bins, counts, out);
+      } else {
+        const double* p = v.data_ptr<double>() + k.begin;
+        log10 ? bin_chunk<true>(p, n, lo, scale, bins, counts, out)
+              : bin_chunk<false>(p, n, lo, scale, bins, counts, out);
+      }
+    }
+  };
+  // Chunks are independent, so any split over threads gives the same partials.
+  if (nchunks > 1 && total >= 2 * kChunk) {
+    at::parallel_for(0, nchunks, 1, run);
+  } else {
+    run(0, nchunks);
+  }
+  // Merge each tensor's chunks in order, then each group's tensors in index order.
+  torch::Tensor out = torch::zeros({count + groups_, width}, torch::kDouble);
+  double* o = out.data_ptr<double>();
+  for (int64_t r = 0; r < count + groups_; ++r) {
+    o[r * width + bins + 4] = kInf;
+    o[r * width + bins + 5] = -kInf;
+  }
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const Partial& p = partial[static_cast<size_t>(c)];
+    double* row = o + chunks[static_cast<size_t>(c)].tensor * width;
+    const int64_t* counts = chunk_counts.data() + c * bins;
+    for (int64_t b = 0; b < bins; ++b) row[b] += static_cast<double>(counts[b]);
+    row[bins] += static_cast<double>(p.finite);
+    row[bins + 2] += p.sum;
+    row[bins + 3] += p.sum_sq;
+    row[bins + 4] = std::min(row[bins + 4], p.lo);
+    row[bins + 5] = std::max(row[bins + 5], p.hi);
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    double* row = o + i * width;
+    row[bins + 1] = static_cast<double>(data[static_cast<size_t>(i)].numel()) - row[bins];
+    if (groups_ == 0) continue;
+    double* g = o + (count + group_of_[static_cast<size_t>(i)]) * width;
+    for (int64_t j = 0; j < bins + 4; ++j) g[j] += row[j];
+    g[bins + 4] = std::min(g[bins + 4], row[bins + 4]);
+    g[bins + 5] = std::max(g[bins + 5], row[bins + 5]);
+  }
+  return out;
+}
+
 torch::Tensor HistogramBatch::operator()(const std::vector<torch::Tensor>& values) const {
+  TORCH_CHECK(values.size() == sizes_.size(), "HistogramBatch: ", values.size(), " tensors for ",
+              sizes_.size());
+  const bool cpu = std::all_of(values.begin(), values.end(),
+                               [](const torch::Tensor& v) { return v.device().is_cpu(); });
+  return cpu ? cpu_rows(values) : tensor_path(values);
+}
+
+torch::Tensor HistogramBatch::tensor_path(const std::vector<torch::Tensor>& values) const {
   TORCH_CHECK(values.size() == sizes_.size(), "HistogramBatch: ", values.size(), " tensors for ",
               sizes_.size());
   std::vector<torch::Tensor> flat;

@@ -31,26 +31,35 @@ struct BinSpec {
 constexpr int64_t kPackedStats = 6;
 
 // Histograms of a fixed list of tensors, and of groups of them (e.g. the parameters of one
-// layer), in one pass over all elements: a bincount and segment reductions instead of one
-// small histogram per tensor (probes call this every step, and LibTorch's per-op overhead
-// dominates small tensors).
+// layer). On the CPU: one plain loop over each tensor's elements (fixed chunks of each tensor
+// may run in parallel; their partial sums merge in a fixed order, so results do not depend on
+// the thread count). Elsewhere: tensor operations over all elements at once, a bincount and
+// per-tensor reductions instead of one small histogram per tensor (probes call this every
+// step, and LibTorch's per-op overhead dominates small tensors), with no host synchronisation.
 class HistogramBatch {
  public:
   // sizes: element count of each tensor; group_of: the group of each tensor (empty = no
   // groups), groups numbered 0..G-1, each non-empty.
   HistogramBatch(BinSpec spec, std::vector<int64_t> sizes, std::vector<int64_t> group_of,
                  torch::Device device);
-  // (T + G, bins + 6): one row per tensor, then one per group. Tensors whose sizes differ
-  // from the constructor's are histogrammed too (slower path).
+  // (T + G, bins + 6): one row per tensor, then one per group, on the device of `values`: the
+  // CPU loop when every tensor is on the CPU, else the tensor path. Tensors whose sizes differ
+  // from the constructor's are histogrammed too (a slower tensor path).
   torch::Tensor operator()(const std::vector<torch::Tensor>& values) const;
+  // The tensor path on any device (bincount and reductions in float64, about ten passes over
+  // all elements): what operator() does off the CPU; tests compare it with the CPU loop, which
+  // gives the same counts and the same sums up to rounding (another summation order).
+  torch::Tensor tensor_path(const std::vector<torch::Tensor>& values) const;
   const BinSpec& spec() const { return spec_; }
 
  private:
   torch::Tensor rows(const torch::Tensor& x, const torch::Tensor& offset,
                      const torch::Tensor& lengths, const std::vector<int64_t>& sizes) const;
+  torch::Tensor cpu_rows(const std::vector<torch::Tensor>& values) const;
 
   BinSpec spec_;
   std::vector<int64_t> sizes_;
+  std::vector<int64_t> group_of_;  // (T) or empty: the group of each tensor
   int64_t groups_ = 0;
   torch::Tensor offset_;         // (N) float64: tensor index * bins, per element
   torch::Tensor lengths_;        // (T) int64
