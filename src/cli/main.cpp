@@ -178,6 +178,7 @@ void add_study_commands(CLI::App& app, std::vector<Command>& out) {
 }  // namespace normlab::cli
 
 int main(int argc, char** argv) {
+  normlab::sleep_idle_openmp_threads(argv);
   CLI::App app{"normlab: normalization and gradient-dynamics studies in transfer learning"};
   app.require_subcommand(1);
   bool verbose = false;

@@ -1,5 +1,6 @@
 #include "core/runtime.h"
 
+#include <cstdlib>
 #include <limits>
 #include <thread>
 
@@ -8,6 +9,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__)
+#include <unistd.h>
+#endif
 
 namespace normlab {
 
@@ -15,6 +19,16 @@ void keep_freed_memory() {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_MAX, 0);                                      // every block from the heap
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());  // nor trimmed
+#endif
+}
+
+void sleep_idle_openmp_threads(char** argv) {
+#if defined(__linux__)
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;  // the user's choice stands
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure
+#else
+  (void)argv;
 #endif
 }
 

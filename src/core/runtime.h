@@ -28,6 +28,14 @@ torch::Generator make_generator(uint64_t seed);
 // time, and at 69 img/s once freed memory stayed in the heap. No-op on other C libraries.
 void keep_freed_memory();
 
+// LibTorch's OpenMP threads and OpenBLAS's own pool share the cores; with libgomp's default
+// (active) wait policy the idle pool spins while the other works, which made a full-batch MLP
+// study 4.3x and the quickstart 1.35x slower on 2 cores (bench/README.md). libgomp reads
+// OMP_WAIT_POLICY once, when it is loaded (before main), so when the variable is unset this
+// sets it to PASSIVE and re-executes the program (Linux; elsewhere, or if exec fails, it
+// returns and the run goes on with the active policy). Call first thing in main.
+void sleep_idle_openmp_threads(char** argv);
+
 // Returns whole free pages of the C heap to the kernel (glibc's malloc_trim): called after
 // phases with a higher peak than the steady state (recalibration, cache building), which
 // keep_freed_memory would otherwise hold for the rest of the process. No-op elsewhere.
