@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "report/assets.h"
+#include "report/html.h"
+#include "report/layer_series.h"
 #include "report/seed_stats.h"
 #include "store/metric_names.h"
 #include "store/store.h"
@@ -37,8 +39,6 @@ constexpr size_t kMaxPointsPerLayerTrace = 150;
 // A heatmap column per step of a 50-epoch study would be 25k columns per layer; columns
 // are averaged over buckets down to this many.
 constexpr size_t kMaxHistogramColumns = 200;
-// Significant digits kept for plotted values (the table prints from full precision).
-constexpr int kPlotDigits = 5;
 
 // The curves drawn over epochs; the final table's order is metric::kReportOrder.
 const std::vector<std::string> kCurveMetrics = {"val/acc", "val/loss", "train/loss", "train/acc"};
@@ -65,33 +65,6 @@ struct Group {
   size_t complete = 0;
 };
 
-std::string html_escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 // JSON for a <script type="application/json"> element. '<' only occurs inside JSON strings,
 // where \u003c means the same character, so no "</script>" or "<!--" can reach the HTML.
 std::string json_for_script(const json& value) {
@@ -113,14 +86,6 @@ std::string fmt(double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.4g", value);
   return buf;
-}
-
-// Rounds for plotting; NaN and infinities become null in JSON (Plotly draws a gap).
-json plot_value(double value) {
-  if (!std::isfinite(value)) return nullptr;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", kPlotDigits, value);
-  return std::strtod(buf, nullptr);
 }
 
 // Averages consecutive buckets so that at most max_points remain (x = mean step of bucket).
@@ -191,7 +156,9 @@ std::vector<Group> load_groups(const store::Store& db, const std::vector<RunReco
 std::vector<std::string> table_metrics(const std::vector<Group>& groups) {
   std::set<std::string> names;
   for (const auto& g : groups) {
-    for (const auto& [name, stats] : g.final_stats) names.insert(name);
+    for (const auto& [name, stats] : g.final_stats) {
+      if (!per_layer_name(name)) names.insert(name);  // per-layer series have their plots
+    }
   }
   std::vector<std::string> out;
   for (const auto& name : store::metric::kReportOrder) {
@@ -893,6 +860,13 @@ Study load_study(const store::Store& db) {
                 {"histograms", histograms(db, study.groups, &study.notes)},
                 {"surfaces", surfaces(db, study.groups, &study.notes)},
                 {"confusion", confusion(db, study.groups, study.best, &study.notes)}};
+  std::vector<GroupSeries> series;
+  for (const auto& g : study.groups) {
+    GroupSeries gs{g.name, {}};
+    for (const auto& run : g.runs) gs.runs.push_back(&run.epoch);
+    series.push_back(std::move(gs));
+  }
+  study.data["layer_series"] = layer_series(series);
   return study;
 }
 
@@ -968,6 +942,15 @@ void write_html_report(const ReportOptions& options) {
          << "clipping) share a colour scale.</p>\n"
          << histogram_sections(data["histograms"]);
   }
+  if (!data["layer_series"].empty()) {
+    html << "<h2>Per-layer series</h2>\n<p class=\"note\">Epoch series recorded per layer, "
+         << "such as BatchNorm estimation shift (<code>esm/mu</code>, <code>esm/sigma</code>: "
+         << "||running &minus; population||<sub>2</sub> of the mean and of the standard "
+         << "deviation) and DMBN's adopted momentum (<code>dmbn/beta</code>). Left and right: "
+         << "two layers (2 and 19 by default, as in seed 004's figures), mean &plusmn; std over "
+         << "seeds per configuration; below, every layer by epoch for one configuration.</p>\n"
+         << layer_series_sections(data["layer_series"]);
+  }
   if (!data["surfaces"].empty()) {
     html << "<h2>Surfaces</h2>\n<p class=\"note\">Loss landscapes and other functions of two "
          << "variables: the last recorded epoch, first seed of each configuration.</p>\n"
@@ -991,7 +974,8 @@ void write_html_report(const ReportOptions& options) {
   html << "<h2>Study metadata</h2>\n" << meta_table(study.meta);
 
   html << "<script type=\"application/json\" id=\"normlab-data\">" << json_for_script(data)
-       << "</script>\n<script>" << escape_script_text(kRenderScript) << "</script>\n"
+       << "</script>\n<script>"
+       << escape_script_text(std::string(kRenderScript) + layer_series_script()) << "</script>\n"
        << "</body>\n</html>\n";
   write_file_atomic(options.output_path, html.str());
 }

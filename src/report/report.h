@@ -27,6 +27,8 @@ struct ReportOptions {
 //               side by side); z (bins, columns) = counts normalised per column
 //   surfaces    last epoch of each surface of the first seed of each configuration
 //   confusion   matrix "confusion/val" (else any "confusion/*") of the best configuration
+//   layer_series per-layer epoch families ("esm/mu/<layer>", "dmbn/beta/<layer>"): seed
+//               mean and std per configuration, layer x epoch (report/layer_series.h)
 // Records that cannot be drawn are skipped with a line in `notes`.
 nlohmann::json report_data(const store::Store& db, std::vector<std::string>* notes = nullptr);
 

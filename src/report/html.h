@@ -1,0 +1,19 @@
+// Small text helpers shared by the report's sections.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace normlab::report {
+
+// Escapes &, <, >, " and ' for HTML text and attribute values.
+std::string html_escape(const std::string& text);
+
+// Significant digits kept for plotted values (the tables print from full precision).
+constexpr int kPlotDigits = 5;
+
+// A value rounded for plotting; NaN and infinities become null (Plotly draws a gap).
+nlohmann::json plot_value(double value);
+
+}  // namespace normlab::report
