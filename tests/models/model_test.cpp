@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "models/norm_slots.h"
 #include "nn/frn.h"
 #include "nn/norm.h"
 
@@ -305,6 +307,103 @@ TEST(Classifier, PrefixThenTailEqualsForwardAtEveryCut) {
   Classifier resnet = build_model(tiny("resnet18", "bn"));
   EXPECT_EQ(resnet->stage_of("bn1.running_mean"), 0);
   EXPECT_EQ(resnet->stage_of("layer3.1.conv2.weight"), 3);
+}
+
+// BN-BFN (seed 004): every second backbone BN slot becomes a batch-free norm.
+// The norm table's name for a built layer ("bn", "ln", "gn", "dmbn", "none", ...).
+std::string kind(const std::shared_ptr<torch::nn::Module>& m) {
+  for (const auto& row : nn::norm_table()) {
+    if (row.recognises(*m)) return row.name;
+  }
+  return "?";
+}
+
+TEST(BnBfn, AlternateReplacesEverySecondBackboneBatchNorm) {
+  ModelOptions o = tiny("mlp", "bn");
+  o.depth = 4;
+  o.bn_bfn = "alternate";
+  Classifier model = build_model(o);
+  auto modules = model->named_modules();
+  EXPECT_EQ(kind(modules["features.1.1"]), "bn");
+  EXPECT_EQ(kind(modules["features.2.1"]), "ln");
+  EXPECT_EQ(kind(modules["features.3.1"]), "bn");
+  EXPECT_EQ(kind(modules["features.4.1"]), "ln");
+  EXPECT_EQ(kind(modules["head.1"]), "bn");  // the head is not part of the alternation
+  EXPECT_EQ(model->forward(torch::randn({2, 1, 12, 12})).sizes(), (std::vector<int64_t>{2, 5}));
+
+  // Another batch-free norm; explicit overrides still win over the alternation.
+  o.bfn_norm = "gn:2";
+  o.norm_overrides = {{"features.2.1", "bn"}, {"features.3.1", "none"}};
+  modules = build_model(o)->named_modules();
+  EXPECT_EQ(kind(modules["features.1.1"]), "bn");
+  EXPECT_EQ(kind(modules["features.2.1"]), "bn");
+  EXPECT_NE(dynamic_cast<torch::nn::IdentityImpl*>(modules["features.3.1"].get()), nullptr);
+  EXPECT_EQ(kind(modules["features.4.1"]), "gn");
+
+  // DMBN slots alternate as BN slots do; small_cnn's maps get LayerNorm over (C, H, W).
+  ModelOptions cnn = tiny("small_cnn", "dmbn");
+  cnn.depth = 3;
+  cnn.bn_bfn = "alternate";
+  modules = build_model(cnn)->named_modules();
+  EXPECT_EQ(kind(modules["features.0.1"]), "dmbn");
+  auto* ln = dynamic_cast<torch::nn::GroupNormImpl*>(modules["features.1.1"].get());
+  ASSERT_NE(ln, nullptr);  // "ln" on maps: GroupNorm with one group
+  EXPECT_EQ(ln->options.num_groups(), 1);
+  EXPECT_EQ(kind(modules["features.2.1"]), "dmbn");
+
+  // Off (the default) leaves every slot alone.
+  ModelOptions off = tiny("mlp", "bn");
+  off.depth = 4;
+  modules = build_model(off)->named_modules();
+  for (int i = 1; i <= 4; ++i)
+    EXPECT_EQ(kind(modules["features." + std::to_string(i) + ".1"]), "bn");
+}
+
+TEST(BnBfn, XbnPresetsPutGroupNormInOneBottleneckSlot) {
+  for (int slot : {1, 2, 3}) {
+    SCOPED_TRACE(slot);
+    ModelOptions o;
+    o.backbone = "resnet50_cifar";
+    o.in_channels = 3;
+    o.bn_bfn = "xbn-p" + std::to_string(slot);
+    Classifier model = build_model(o);
+    int groupnorms = 0;
+    for (const auto& item : model->named_modules()) {
+      auto* gn = dynamic_cast<torch::nn::GroupNormImpl*>(item.value().get());
+      const bool in_slot = path_matches("layer*.*.bn" + std::to_string(slot), item.key());
+      if (in_slot) {
+        ASSERT_NE(gn, nullptr) << item.key();
+        EXPECT_EQ(gn->options.num_groups(), 16);  // Huang et al.'s group count
+        ++groupnorms;
+      } else {
+        EXPECT_EQ(gn, nullptr) << item.key();
+      }
+    }
+    EXPECT_EQ(groupnorms, 3 + 4 + 6 + 3);  // one per bottleneck
+    auto modules = model->named_modules();
+    EXPECT_EQ(kind(modules["bn1"]), "bn");
+    EXPECT_EQ(kind(modules["layer2.0.downsample.1"]), "bn");
+  }
+  ModelOptions o;
+  o.backbone = "resnet50_cifar";
+  o.in_channels = 3;
+  o.bn_bfn = "xbn-p2";
+  o.norm_overrides = {{"layer1.0.bn2", "bn"}};  // overrides still win
+  auto modules = build_model(o)->named_modules();
+  EXPECT_EQ(kind(modules["layer1.0.bn2"]), "bn");
+  EXPECT_NE(dynamic_cast<torch::nn::GroupNormImpl*>(modules["layer1.1.bn2"].get()), nullptr);
+}
+
+TEST(BnBfn, BadPlacementsAreErrorsNamingTheKey) {
+  ModelOptions o = tiny("small_cnn", "bn");
+  o.bn_bfn = "xbn-p2";
+  std::string msg = error_text(o);
+  EXPECT_NE(msg.find("model.bn_bfn"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("small_cnn"), std::string::npos) << msg;
+  o.bn_bfn = "every-other";
+  msg = error_text(o);
+  EXPECT_NE(msg.find("model.bn_bfn"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("every-other"), std::string::npos) << msg;
 }
 
 }  // namespace

@@ -80,6 +80,59 @@ TEST(ParseNorm, RejectsBadNamesNamingTheValueAndTheValidOnes) {
   }
 }
 
+TEST(ParseNorm, BatchNormTakesItsOwnMomentum) {
+  NormSpec spec = parse_norm("bn:momentum=0.8");
+  EXPECT_EQ(spec.kind, "bn");
+  ASSERT_TRUE(spec.momentum.has_value());
+  EXPECT_DOUBLE_EQ(*spec.momentum, 0.8);
+  EXPECT_EQ(spec.text, "bn:momentum=0.8");
+  EXPECT_FALSE(parse_norm("bn").momentum.has_value());
+  EXPECT_DOUBLE_EQ(*parse_norm("bn:momentum=0").momentum, 0.0);  // [0, 1], as PyTorch
+  EXPECT_DOUBLE_EQ(*parse_norm("bn:momentum=1").momentum, 1.0);
+
+  // The slot's momentum wins over NormOptions::momentum; plain "bn" keeps the latter.
+  const NormOptions opts{/*eps=*/1e-3, /*momentum=*/0.25};
+  auto bn1 =
+      as<torch::nn::BatchNorm1dImpl>(make_norm("bn:momentum=0.8", 4, NormInput::kVector, opts));
+  ASSERT_NE(bn1, nullptr);
+  EXPECT_DOUBLE_EQ(bn1->options.momentum().value(), 0.8);
+  EXPECT_DOUBLE_EQ(bn1->options.eps(), 1e-3);
+  auto bn2 = as<torch::nn::BatchNorm2dImpl>(make_norm("bn:momentum=0.8", 4, NormInput::kMap, opts));
+  ASSERT_NE(bn2, nullptr);
+  EXPECT_DOUBLE_EQ(bn2->options.momentum().value(), 0.8);
+  EXPECT_DOUBLE_EQ(as<torch::nn::BatchNorm1dImpl>(make_norm("bn", 4, NormInput::kVector, opts))
+                       ->options.momentum()
+                       .value(),
+                   0.25);
+  // running = (1 - B) running + B batch (PyTorch's convention): from 0, one batch gives B mean.
+  torch::manual_seed(0);
+  const auto x = torch::randn({8, 4}) + 1.0;
+  bn1->train();
+  bn1->forward(x);
+  EXPECT_TRUE(torch::allclose(bn1->running_mean, 0.8 * x.mean(0), 1e-6, 1e-6));
+}
+
+TEST(ParseNorm, BadBatchNormMomentumIsRefusedNamingTheValue) {
+  for (const std::string bad :
+       {"bn:momentum=", "bn:momentum=1.5", "bn:momentum=-0.1", "bn:momentum=0.5x",
+        "bn:momentum=abc", "bn:mom=0.1", "bn:momentum=nan"}) {
+    try {
+      parse_norm(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("'" + bad + "'"), std::string::npos) << what;
+      EXPECT_NE(what.find("momentum"), std::string::npos) << what;
+    }
+  }
+  // The number is quoted back as the user wrote it.
+  try {
+    parse_norm("bn:momentum=1.5");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("got '1.5'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(MakeNorm, BuildsTheDocumentedLayers) {
   const NormOptions opts{/*eps=*/1e-3, /*momentum=*/0.25};
   const auto vec = NormInput::kVector;

@@ -240,3 +240,209 @@ TEST(PlanCheck, EveryPatternIsCheckedAgainstTheModelBeforeTraining) {
 
 }  // namespace
 }  // namespace normlab::study
+
+// S4's configuration surface: the estimation-shift keys refused before training with the key
+// named, and named-variant grid axes.
+namespace normlab::study {
+namespace {
+
+const char* kMlp = R"toml(
+[study]
+name = "s4"
+seeds = [0]
+
+[run]
+data.dataset = "synthetic"
+data.synthetic = { size = 64, classes = 4, hw = 6 }
+model.backbone = "mlp"
+model.depth = 2
+model.width = 8
+)toml";
+
+// Expands kMlp with `extra` appended to [run]; returns the error message ("" if none).
+std::string run_error(const std::string& extra) {
+  try {
+    expand(parse_spec(std::string(kMlp) + extra + "\n", "s4.toml"), {});
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void expect_refused(const std::string& extra, const std::vector<std::string>& needles) {
+  const std::string e = run_error(extra);
+  ASSERT_FALSE(e.empty()) << "accepted: " << extra;
+  for (const auto& n : needles) EXPECT_NE(e.find(n), std::string::npos) << n << " in: " << e;
+}
+
+TEST(S4Config, EstimationShiftSettingsAreCheckedBeforeTraining) {
+  EXPECT_EQ(run_error("probe.esm = { enabled = true }\nmodel.norm = \"dmbn\""), "");
+  // ESM needs running estimates somewhere: the BN head of an "ln" backbone is enough.
+  EXPECT_EQ(run_error("probe.esm = { enabled = true }\nmodel.norm = \"ln\""), "");
+  expect_refused("probe.esm = { enabled = true }\nmodel.norm = \"ln\"\nmodel.head.norm = \"ln\"",
+                 {"s4.toml", "probe.esm", "BatchNorm"});
+  expect_refused("model.norm = \"dmbn\"\nmodel.dmbn.candidates = []", {"model.dmbn.candidates"});
+  expect_refused("model.norm = \"dmbn\"\nmodel.dmbn.candidates = [0.0]",
+                 {"model.dmbn.candidates", "(0, 1]"});
+  expect_refused("model.norm = \"dmbn\"\nmodel.dmbn.candidates = [0.5, 1.5]",
+                 {"model.dmbn.candidates", "1.5"});
+  EXPECT_EQ(run_error("model.norm = \"dmbn\"\nmodel.dmbn.candidates = [0.05, 1.0]"), "");
+  expect_refused("model.dmbn.order = \"backwards\"", {"model.dmbn.order", "sequential"});
+  expect_refused("model.dmbn.shadows = \"reset\"", {"model.dmbn.shadows", "restart"});
+  // Splits that the run does not have.
+  expect_refused("probe.esm = { enabled = true, split = \"val\" }\ndata.val_fraction = 0.0",
+                 {"probe.esm.split", "'val'"});
+  EXPECT_EQ(run_error("probe.esm = { enabled = true, split = \"val\" }\ndata.val_fraction = 0.0\n"
+                      "data.val_from = \"same\""),
+            "");
+  expect_refused("probe.esm = { enabled = true, split = \"test\" }\ndata.test = false",
+                 {"probe.esm.split", "'test'"});
+  expect_refused("model.norm = \"dmbn\"\nmodel.dmbn.split = \"test\"\ndata.test = false",
+                 {"model.dmbn.split", "'test'"});
+  expect_refused(
+      "model.norm = \"ln\"\nmodel.norm_overrides = { \"features.2.1\" = \"dmbn\" }\n"
+      "model.dmbn.split = \"val\"\ndata.val_fraction = 0.0",
+      {"model.dmbn.split"});
+  // model.dmbn is not checked against the splits when no layer is a DMBN.
+  EXPECT_EQ(run_error("model.dmbn.split = \"test\"\ndata.test = false"), "");
+}
+
+TEST(S4Config, BnBfnMomentumAndFullBatchSettings) {
+  for (const char* norm : {"bn", "dmbn", "bn:momentum=0.5"}) {
+    expect_refused(std::string("model.bn_bfn = \"alternate\"\nmodel.bfn_norm = \"") + norm + "\"",
+                   {"model.bfn_norm", norm});
+  }
+  EXPECT_EQ(run_error("model.bn_bfn = \"alternate\"\nmodel.bfn_norm = \"gn:2\""), "");
+  expect_refused("model.bn_bfn = \"every-other\"", {"model.bn_bfn", "xbn-p2"});
+  expect_refused("model.bn_bfn = \"xbn-p2\"", {"model.bn_bfn", "mlp"});  // no bottlenecks
+  expect_refused("model.norm_overrides = { \"features.1.1\" = \"bn:momentum=2\" }",
+                 {"model.norm_overrides.features.1.1", "bn:momentum=2"});
+  EXPECT_EQ(run_error("model.norm_overrides = { \"features.1.1\" = \"bn:momentum=0.8\" }"), "");
+  expect_refused("data.train_from = \"test\"", {"data.val_from", "same"});
+  expect_refused("data.train_from = \"validation\"", {"data.train_from"});
+  EXPECT_EQ(run_error("data.train_from = \"test\"\ndata.val_from = \"same\"\n"
+                      "train.full_batch = true"),
+            "");
+  expect_refused("train.full_batch = \"yes\"", {"train.full_batch"});
+}
+
+const char* kVariants = R"toml(
+[study]
+name = "variants"
+seeds = [0, 1]
+
+[run]
+data.dataset = "synthetic"
+data.synthetic = { size = 64, classes = 4, hw = 6 }
+model.backbone = "mlp"
+model.depth = 2
+model.width = 8
+
+[grid]
+"data.dataset" = ["synthetic"]
+strategy = [
+  { name = "slow", model.bn_momentum = 0.05 },
+  { name = "dmbn", model.norm = "dmbn", model.dmbn.order = "sequential", train.epochs = 5 },
+]
+
+[smoke]
+grid.strategy = [{ name = "only", model.norm = "ln", model.head.norm = "ln" }]
+)toml";
+
+Plan variants(std::vector<std::pair<std::string, std::string>> sets = {}, bool smoke = false,
+              const std::string& text = kVariants) {
+  ExpandOptions o;
+  o.sets = std::move(sets);
+  o.smoke = smoke;
+  return expand(parse_spec(text, "variants.toml"), o);
+}
+
+// kVariants with its strategy axis replaced by `axis` (a TOML value).
+std::string with_strategies(const std::string& axis) {
+  std::string text = kVariants;
+  const auto begin = text.find("strategy = [");
+  const auto end = text.find("]\n\n[smoke]") + 1;
+  text.replace(begin, end - begin, "strategy = " + axis);
+  return text;
+}
+
+TEST(SpecVariants, ANamedAxisAppliesEachVariantsSettingsTogether) {
+  Plan plan = variants();
+  ASSERT_EQ(plan.runs.size(), 4u);  // 2 variants x 2 seeds; the quoted axis has one value
+  EXPECT_EQ(plan.runs[0].name, "dataset=synthetic strategy=slow seed=0");
+  EXPECT_EQ(plan.runs[0].group, "dataset=synthetic strategy=slow");
+  EXPECT_EQ(plan.runs[1].name, "dataset=synthetic strategy=dmbn seed=0");
+  EXPECT_EQ(plan.runs[3].name, "dataset=synthetic strategy=dmbn seed=1");
+  const Json& slow = plan.runs[0].config;
+  EXPECT_DOUBLE_EQ(slow["model"]["bn_momentum"].get<double>(), 0.05);
+  EXPECT_EQ(slow["model"]["norm"], "bn");
+  EXPECT_EQ(slow["train"]["epochs"], default_run_config()["train"]["epochs"]);
+  EXPECT_FALSE(slow.contains("name"));
+  const Json& dmbn = plan.runs[1].config;
+  EXPECT_EQ(dmbn["model"]["norm"], "dmbn");
+  EXPECT_EQ(dmbn["model"]["dmbn"]["order"], "sequential");
+  EXPECT_EQ(dmbn["model"]["dmbn"]["shadows"], "restart");  // the rest keeps its defaults
+  EXPECT_EQ(dmbn["train"]["epochs"], 5);
+  EXPECT_DOUBLE_EQ(dmbn["model"]["bn_momentum"].get<double>(), 0.1);
+  EXPECT_EQ(dmbn["data"]["dataset"], "synthetic");
+  EXPECT_FALSE(dmbn.contains("strategy"));
+}
+
+TEST(SpecVariants, SetNarrowsToOneVariantByName) {
+  Plan plan = variants({{"strategy", "dmbn"}});
+  ASSERT_EQ(plan.runs.size(), 2u);
+  for (const auto& r : plan.runs) EXPECT_EQ(r.config["model"]["norm"], "dmbn") << r.name;
+  const std::string e = error_of([] { variants({{"strategy", "dmbm"}}); });
+  EXPECT_NE(e.find("--set strategy=dmbm"), std::string::npos) << e;
+  EXPECT_NE(e.find("dmbm"), std::string::npos) << e;
+  EXPECT_NE(e.find("slow, dmbn"), std::string::npos) << e;
+  // A --set of a config key still applies to every variant.
+  Plan lr = variants({{"train.epochs", "7"}});
+  EXPECT_EQ(lr.runs[0].config["train"]["epochs"], 7);
+  EXPECT_EQ(lr.runs[1].config["train"]["epochs"], 5);  // the variant's own setting wins
+}
+
+TEST(SpecVariants, SmokeGridReplacesAnAxisAndRefusesOthers) {
+  Plan smoke = variants({}, true);
+  ASSERT_EQ(smoke.runs.size(), 2u);
+  EXPECT_EQ(smoke.runs[0].name, "dataset=synthetic strategy=only seed=0");
+  EXPECT_EQ(smoke.runs[0].config["model"]["norm"], "ln");
+  // A quoted dotted key is a config axis in [smoke.grid] too.
+  std::string text = kVariants;
+  text += "grid.\"model.width\" = [4]\n";
+  std::string e = error_of([&] { variants({}, false, text); });
+  EXPECT_NE(e.find("[smoke.grid] key 'model.width'"), std::string::npos) << e;
+  EXPECT_NE(e.find("not an axis of [grid]"), std::string::npos) << e;
+  text = kVariants;
+  text += "grid.regime = [{ name = \"full\", train.full_batch = true }]\n";
+  e = error_of([&] { variants({}, false, text); });
+  EXPECT_NE(e.find("'regime'"), std::string::npos) << e;
+  text = kVariants;
+  text += "grid.\"data.dataset\" = [\"synthetic\"]\n";
+  EXPECT_EQ(variants({}, true, text).runs.size(), 2u);
+}
+
+TEST(SpecVariants, BadVariantsAreRefusedNamingTheAxis) {
+  std::string e = error_of([] {
+    variants({}, false, with_strategies("[{ name = \"a\", train.epochs = 1 }, { name = \"a\" }]"));
+  });
+  EXPECT_NE(e.find("'strategy'"), std::string::npos) << e;
+  EXPECT_NE(e.find("two variants are named 'a'"), std::string::npos) << e;
+  e = error_of([] { variants({}, false, with_strategies("[\"slow\", \"fast\"]")); });
+  EXPECT_NE(e.find("'strategy'"), std::string::npos) << e;
+  EXPECT_NE(e.find("name"), std::string::npos) << e;
+  e = error_of([] { variants({}, false, with_strategies("[{ model.norm = \"ln\" }]")); });
+  EXPECT_NE(e.find("'strategy'"), std::string::npos) << e;
+  e = error_of([] { variants({}, false, with_strategies("[]")); });
+  EXPECT_NE(e.find("non-empty"), std::string::npos) << e;
+  e = error_of([] { variants({}, false, with_strategies("\"slow\"")); });
+  EXPECT_NE(e.find("'strategy'"), std::string::npos) << e;
+  // A variant's settings are config keys like any other.
+  e = error_of(
+      [] { variants({}, false, with_strategies("[{ name = \"x\", model.nrom = \"ln\" }]")); });
+  EXPECT_NE(e.find("model.nrom"), std::string::npos) << e;
+  EXPECT_NE(e.find("strategy=x"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace normlab::study
