@@ -33,6 +33,10 @@ torch::nn::AnyModule NormFactory::make(const std::string& path, const std::strin
 }
 
 void NormFactory::check_every_override_used() const {
+  require(alternate_.empty() || batch_slots_ >= 2, "model.bn_bfn = \"alternate\"",
+          "the backbone has " + std::to_string(batch_slots_) +
+              " BatchNorm slot(s), so no second one to replace by '" + alternate_ + "'",
+          "BN-BFN alternates BatchNorm with a batch-free norm: use model.norm = \"bn\"");
   for (size_t i = 0; i < overrides_.size(); ++i) {
     if (used_[i]) continue;
     std::string examples;

@@ -33,7 +33,8 @@ class NormFactory {
   torch::nn::AnyModule make(const std::string& path, const std::string& spec, int64_t channels,
                             nn::NormInput input);
 
-  // Throws Error naming the first override that matched no slot, listing a few slot paths.
+  // Throws Error naming the first override that matched no slot, listing a few slot paths,
+  // or model.bn_bfn when "alternate" found fewer than two BatchNorm slots to alternate.
   void check_every_override_used() const;
 
  private:

@@ -404,6 +404,12 @@ TEST(BnBfn, BadPlacementsAreErrorsNamingTheKey) {
   msg = error_text(o);
   EXPECT_NE(msg.find("model.bn_bfn"), std::string::npos) << msg;
   EXPECT_NE(msg.find("every-other"), std::string::npos) << msg;
+  // Alternating needs BatchNorm slots to alternate: an LN model has none.
+  o = tiny("mlp", "ln");
+  o.bn_bfn = "alternate";
+  msg = error_text(o);
+  EXPECT_NE(msg.find("model.bn_bfn"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("0 BatchNorm slot"), std::string::npos) << msg;
 }
 
 }  // namespace
