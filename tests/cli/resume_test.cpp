@@ -51,6 +51,34 @@ probe.clip = { enabled = true }
 "model.head.norm" = ["bn", "frn"]
 )toml";
 
+// S4's strategies in one lockstep group without a frozen prefix: DMBN's shadow estimates and
+// adopted momentum, a static momentum and BN-BFN, with the ESM probe.
+const char* kDmbnStudy = R"toml(
+[study]
+name = "resume_dmbn"
+seeds = [2]
+
+[run]
+data.dataset = "synthetic"
+data.synthetic = { size = 600, classes = 4, hw = 8 }
+model.backbone = "mlp"
+model.width = 16
+model.depth = 4
+model.head = { kind = "linear" }
+train.epochs = 6
+train.batch_size = 32
+train.optimizer = { name = "sgd", lr = 0.05, momentum = 0.9 }
+probe.esm = { enabled = true }
+
+[grid]
+strategy = [
+  { name = "bn0.8", model.bn_momentum = 0.8 },
+  { name = "dmbn", model.norm = "dmbn" },
+  { name = "dmbn-seq", model.norm = "dmbn", model.dmbn = { order = "sequential", shadows = "continue" } },
+  { name = "bn-bfn", model.bn_bfn = "alternate" },
+]
+)toml";
+
 struct Final {
   std::map<std::string, double> metrics;  // "run name|metric" -> value at the last epoch
   std::map<std::string, io::StateDict> weights;
@@ -83,12 +111,14 @@ int64_t max_epochs_done(const fs::path& db_path) {
   }
 }
 
-TEST(Resume, KilledStudyResumesBitIdentically) {
-  fs::path root = fs::temp_directory_path() / ("normlab_resume_" + std::to_string(getpid()));
+// Runs `study` whole, then again killed with SIGKILL after two epochs and rerun; both must end
+// bit-identical (metrics, per-step losses, final weights and buffers).
+void expect_resumes_bit_identically(const std::string& name, const char* study, size_t runs) {
+  fs::path root = fs::temp_directory_path() / ("normlab_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(root);
   fs::create_directories(root);
   const fs::path spec = root / "resume.toml";
-  std::ofstream(spec) << kStudy;
+  std::ofstream(spec) << study;
   const std::string common = " --threads 1 --quiet --no-report";
 
   auto whole =
@@ -136,7 +166,7 @@ TEST(Resume, KilledStudyResumesBitIdentically) {
     ASSERT_TRUE(fb.metrics.count(key)) << key;
     EXPECT_EQ(value, fb.metrics.at(key)) << key;
   }
-  ASSERT_EQ(fa.weights.size(), 2u);
+  ASSERT_EQ(fa.weights.size(), runs);
   for (const auto& [name, dict] : fa.weights) {
     const auto& other = fb.weights.at(name);
     ASSERT_EQ(dict.items.size(), other.items.size());
@@ -147,6 +177,14 @@ TEST(Resume, KilledStudyResumesBitIdentically) {
     }
   }
   fs::remove_all(root);
+}
+
+TEST(Resume, KilledStudyResumesBitIdentically) {
+  expect_resumes_bit_identically("resume", kStudy, 2);
+}
+
+TEST(Resume, KilledDmbnStudyResumesBitIdentically) {
+  expect_resumes_bit_identically("resume_dmbn", kDmbnStudy, 4);
 }
 
 }  // namespace
