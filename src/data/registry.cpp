@@ -6,6 +6,7 @@
 #include <array>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <optional>
 
 #include "core/error.h"
@@ -300,6 +301,18 @@ const std::vector<Entry>& registry() {
 }
 
 }  // namespace
+
+void describe(DatasetSource& s, OptionFields& f) {
+  const Range positive{1, std::numeric_limits<double>::infinity(), "> 0"};
+  f.field("dataset", s.name, dataset_names());
+  f.field("path", s.path);
+  f.table("synthetic", [&](OptionFields& g) {
+    g.field("size", s.synthetic_size, positive);
+    g.field("classes", s.synthetic_classes, positive);
+    g.field("channels", s.synthetic_channels, positive);
+    g.field("hw", s.synthetic_hw, positive);
+  });
+}
 
 std::vector<std::string> dataset_names() {
   std::vector<std::string> names;

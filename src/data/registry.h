@@ -4,14 +4,15 @@
 #include <string>
 #include <vector>
 
+#include "core/option_fields.h"
 #include "data/dataset.h"
 
 namespace normlab::data {
 
 struct DatasetSource {
-  std::string name;   // registry name
-  std::string path;   // directory holding the files; "" = default locations
-  bool train = true;  // official training split (true) or test split (false)
+  std::string name = "fashion-mnist";  // registry name
+  std::string path;                    // directory holding the files; "" = default locations
+  bool train = true;                   // official training split (true) or test split (false)
   // Only for "synthetic": deterministic learnable data for smoke tests.
   int64_t synthetic_size = 512;
   int64_t synthetic_classes = 10;
@@ -19,6 +20,9 @@ struct DatasetSource {
   int64_t synthetic_hw = 28;
   uint64_t synthetic_seed = 0;
 };
+// The source's keys in the data table: dataset (name), path, synthetic = {size, classes,
+// channels, hw}. `train` and synthetic_seed are set by the caller.
+void describe(DatasetSource& s, OptionFields& f);
 
 // Loads a dataset onto the CPU. Default locations: FashionMNIST in Debian's
 // dataset-fashion-mnist (/usr/share/datasets/fashion-mnist). A missing dataset fails with an

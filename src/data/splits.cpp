@@ -1,5 +1,6 @@
 #include "data/splits.h"
 
+#include <limits>
 #include <tuple>
 
 #include "core/error.h"
@@ -26,6 +27,23 @@ std::pair<Dataset, Dataset> carve(const Dataset& ds, double fraction, uint64_t s
 }
 
 }  // namespace
+
+void describe(SplitOptions& o, OptionFields& f) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Range at_least_zero{0, inf, ">= 0"};
+  describe(o.train_source, f);
+  o.test_source = o.train_source;
+  o.test_source.train = false;
+  f.field("classes", o.classes, at_least_zero, Empty::kAllowed);
+  f.field("val_fraction", o.val_fraction, Range{0, 1, "in [0, 1]"});
+  f.field("split_seed", o.split_seed);
+  f.field("train_limit", o.train_limit, at_least_zero);
+  f.field("val_limit", o.val_limit, at_least_zero);
+  f.field("test", o.test);
+  f.field("test_limit", o.test_limit, at_least_zero);
+  f.field("val_from", o.val_from, {"train", "test", "same"});
+  f.field("train_from", o.train_from, {"train", "test"});
+}
 
 Splits load_splits(const SplitOptions& d) {
   Splits out;

@@ -32,6 +32,10 @@ struct SplitOptions {
   // training and evaluation set; needs val_from = "same", and the test set is the same images).
   std::string train_from = "train";
 };
+// The data table's split keys: the source's (dataset, path, synthetic: one dataset names both
+// official splits), classes, val_fraction, split_seed, the limits, test, val_from, train_from.
+// Whether val_from suits train_from is the caller's check (study/run_options.cpp).
+void describe(SplitOptions& o, OptionFields& f);
 
 struct Splits {
   Dataset train;
