@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -81,6 +82,36 @@ class SequentialTrunk : public Trunk {
 
 }  // namespace
 
+void describe(HeadOptions& o, OptionFields& f) {
+  f.field("kind", o.kind, head_kinds());
+  f.field("hidden", o.hidden, Range{1, std::numeric_limits<double>::infinity(), "> 0"});
+  f.field("norm", o.norm, nn::check_norm_spec);
+  f.field("dropout", o.dropout, Range{0, 0.99, "in [0, 0.99]"});
+}
+
+void describe(ModelOptions& o, OptionFields& f) {
+  const Range positive{1, std::numeric_limits<double>::infinity(), "> 0"};
+  f.field("backbone", o.backbone, backbone_names());
+  f.field("norm", o.norm, nn::check_norm_spec);
+  f.field("width", o.width, positive);
+  f.field("depth", o.depth, positive);
+  describe(o.norm_options, f);
+  f.field("width_mult", o.width_mult, Range{0.01, 10, "in [0.01, 10]"});
+  f.field("dropout", o.dropout, Range{0, 0.99, "in [0, 0.99]"});
+  f.field("tf_same_padding", o.tf_same_padding);
+  f.field("norm_overrides", o.norm_overrides, nn::check_norm_spec);
+  f.field("bn_bfn", o.bn_bfn, bn_bfn_names());
+  // Whether the norm is batch-free is checked with the rest of the run (study/run_options.cpp).
+  f.field("bfn_norm", o.bfn_norm, [](const std::string& norm) {
+    if (norm != "auto") nn::check_norm_spec(norm);
+  });
+  f.table("head", o.head);
+}
+
+std::vector<std::string> bn_bfn_names() {
+  return {"off", "alternate", "xbn-p1", "xbn-p2", "xbn-p3"};
+}
+
 namespace {
 
 // The norm factory of a model: BN-BFN placements first, then the study's own overrides.
@@ -100,8 +131,10 @@ NormFactory norm_factory(const ModelOptions& o) {
     const std::string slot = "bn" + o.bn_bfn.substr(5);  // xbn-p2 -> bn2
     overrides.insert(overrides.begin(), {"layer*.*." + slot, bfn});
   } else {
+    std::string names;
+    for (const auto& n : bn_bfn_names()) names += (names.empty() ? "" : ", ") + n;
     require(o.bn_bfn == "off", "model.bn_bfn", "unknown value '" + o.bn_bfn + "'",
-            "use one of: off, alternate, xbn-p1, xbn-p2, xbn-p3");
+            "use one of: " + names);
   }
   return NormFactory(std::move(overrides), o.norm_options, alternate);
 }

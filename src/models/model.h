@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/option_fields.h"
 #include "models/norm_slots.h"
 #include "nn/norm.h"
 
@@ -32,6 +33,8 @@ struct HeadOptions {
   std::string norm = "bn";
   double dropout = 0.2;
 };
+// The keys of model.head: kind, hidden, norm, dropout.
+void describe(HeadOptions& o, OptionFields& f);
 
 struct ModelOptions {
   // "small_cnn" | "mlp" | "mobilenet_v2" | "resnet18" | "resnet50" | "resnet18_cifar" |
@@ -61,6 +64,13 @@ struct ModelOptions {
   bool tf_same_padding = false;
   HeadOptions head;
 };
+// ModelOptions' keys in the model table: backbone, norm, width, depth, NormOptions' bn_momentum
+// and bn_eps, width_mult, dropout, tf_same_padding, norm_overrides, bn_bfn, bfn_norm, head.
+// in_channels, input_hw and num_classes come from the data, not from the table.
+void describe(ModelOptions& o, OptionFields& f);
+
+// Every ModelOptions.bn_bfn.
+std::vector<std::string> bn_bfn_names();
 
 class Trunk;
 

@@ -70,6 +70,19 @@ int64_t parse_groups(const std::string& text, const std::string& digits) {
 
 }  // namespace
 
+void describe(NormOptions& o, OptionFields& f) {
+  f.field("bn_momentum", o.momentum, Range{0, 1, "in [0, 1]"});
+  f.field("bn_eps", o.eps, Range{0, 1, "in [0, 1]"});
+}
+
+void check_norm_spec(const std::string& text) {
+  try {
+    parse_norm(text);
+  } catch (const Error& e) {
+    throw Error(e.subject(), e.problem() + " '" + text + "'", e.hint());
+  }
+}
+
 std::vector<std::string> norm_names() {
   return {"bn", "ln", "gn:G", "in", "frn", "frn:mean", "dmbn", "none"};
 }

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/option_fields.h"
+#include "nn/dmbn.h"
 
 namespace normlab::nn {
 
@@ -34,8 +36,11 @@ struct NormOptions {
   NormOptions(double eps_, double momentum_) : eps(eps_), momentum(momentum_) {}
   double eps = 1e-5;      // BN/LN/GN/IN eps (PyTorch default); FRN uses eps0 = 1e-6
   double momentum = 0.1;  // BN running-statistics momentum (PyTorch convention)
-  std::vector<double> dmbn_candidates = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+  std::vector<double> dmbn_candidates = DmbnOptions().candidates;
 };
+// NormOptions' keys in the model table: bn_momentum, bn_eps (the DMBN candidates come from
+// model.dmbn, nn::DmbnOptions).
+void describe(NormOptions& o, OptionFields& f);
 
 enum class NormInput { kVector, kMap };  // (N, C) or (N, C, H, W)
 
@@ -54,6 +59,10 @@ NormSpec parse_norm(const std::string& text);
 // (e.g. "in" for vectors, gn groups not dividing channels).
 torch::nn::AnyModule make_norm(const std::string& spec, int64_t channels, NormInput input,
                                const NormOptions& options = {});
+
+// parse_norm as an options field's check (OptionFields::Check): its Error's problem quotes
+// the spelling, e.g. "unknown normalization 'batchnorm'".
+void check_norm_spec(const std::string& text);
 
 // Names accepted by parse_norm, with gn given as "gn:G". For listings and tests.
 std::vector<std::string> norm_names();
