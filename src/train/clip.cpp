@@ -2,6 +2,11 @@
 
 namespace normlab::train {
 
+void describe(ClipOptions& o, OptionFields& f) {
+  f.field("clip_norm", o.max_norm, Range{0, 1e12, ">= 0 (0 = off)"});
+  f.field("clip_value", o.max_value, Range{0, 1e12, ">= 0 (0 = off)"});
+}
+
 torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, const ClipOptions& options) {
   std::vector<torch::Tensor> grads;
   grads.reserve(params.size());

@@ -6,12 +6,16 @@
 
 #include <vector>
 
+#include "core/option_fields.h"
+
 namespace normlab::train {
 
 struct ClipOptions {
   double max_norm = 0;   // > 0: scale all gradients so their global L2 norm is <= max_norm
   double max_value = 0;  // > 0: clamp every gradient element to [-max_value, max_value]
 };
+// ClipOptions' keys in the train table: clip_norm (max_norm), clip_value (max_value).
+void describe(ClipOptions& o, OptionFields& f);
 
 // Returns the global L2 norm of the gradients before clipping, as a 0-dim float tensor on
 // the gradients' device. Norm clipping follows torch.nn.utils.clip_grad_norm_: coefficient

@@ -1,5 +1,7 @@
 #include "train/params.h"
 
+#include <limits>
+
 #include "core/error.h"
 #include "core/path_pattern.h"
 
@@ -16,6 +18,13 @@ std::string top_level_modules(torch::nn::Module& model) {
 }
 
 }  // namespace
+
+void describe(GroupRule& r, OptionFields& f) {
+  f.field("pattern", r.pattern);
+  f.field(
+      "lr", r.lr,
+      Range{std::numeric_limits<double>::min(), std::numeric_limits<double>::infinity(), "> 0"});
+}
 
 bool pattern_matches(const std::string& pattern, const std::string& param_name) {
   return path_matches(pattern, param_name);

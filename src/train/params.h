@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/option_fields.h"
+
 namespace normlab::train {
 
 bool pattern_matches(const std::string& pattern, const std::string& param_name);
@@ -16,6 +18,8 @@ struct GroupRule {
   std::string pattern;
   double lr = 0;  // > 0
 };
+// An entry of train.param_groups: {pattern = "...", lr = ...}.
+void describe(GroupRule& r, OptionFields& f);
 
 struct ParamGroup {
   std::string pattern;  // "" for the default group (base learning rate)

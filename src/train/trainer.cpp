@@ -49,6 +49,17 @@ constexpr uint64_t kDropoutStream = 0x9E3779B97F4A7C15ULL;  // 2^64 / golden rat
 
 }  // namespace
 
+void describe(TrainOptions& o, OptionFields& f) {
+  f.field("epochs", o.epochs, Range{1, std::numeric_limits<double>::infinity(), "> 0"});
+  f.table("optimizer", o.optimizer);
+  f.field("trainable", o.trainable, Empty::kAllowed);
+  f.tables("param_groups", o.param_groups);
+  f.field("frozen_bn", o.frozen_bn,
+          {{"update", FrozenBatchNorm::kUpdate}, {"freeze", FrozenBatchNorm::kFreeze}});
+  describe(o.clip, f);
+  f.field("label_smoothing", o.label_smoothing, Range{0, 0.99, "in [0, 1)"});
+}
+
 Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device device)
     : model_(std::move(model)), options_(std::move(options)), device_(device) {
   model_->to(device_);

@@ -49,6 +49,10 @@ struct TrainOptions {
   // frozen prefix (models::ClassifierImpl::forward_prefix) computed by the caller.
   int64_t input_stage = 0;
 };
+// TrainOptions' keys in the train table: epochs, optimizer, trainable, param_groups,
+// frozen_bn, ClipOptions' clip_norm and clip_value, label_smoothing. label, progress, seed and
+// input_stage belong to the run, not to the table.
+void describe(TrainOptions& o, OptionFields& f);
 
 // Targets of one training batch. With mixup/cutmix the loss is
 // lam * CE(y) + (1 - lam) * CE(y2), per sample.
