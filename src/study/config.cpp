@@ -3,78 +3,11 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "data/augment.h"
-#include "nn/dmbn.h"
 #include "probe/registry.h"
-#include "train/early_stopping.h"
-#include "train/optimizer.h"
-#include "train/schedule.h"
+#include "study/run_options.h"
 
 namespace normlab::study {
 namespace {
-
-// The default of every run setting. Sources for non-obvious values are cited where used.
-const char* kDefaults = R"json({
-  "seed": 0,
-  "device": "cpu",
-  "data": {
-    "dataset": "fashion-mnist",
-    "path": "",
-    "classes": [],
-    "val_fraction": 0.2,
-    "split_seed": 0,
-    "train_limit": 0,
-    "val_limit": 0,
-    "test": true,
-    "test_limit": 0,
-    "normalize": "auto",
-    "resize": 0,
-    "augment": {},
-    "val_from": "train",
-    "train_from": "train",
-    "feature_cache": "auto",
-    "synthetic": { "size": 512, "classes": 10, "channels": 1, "hw": 28 }
-  },
-  "model": {
-    "backbone": "small_cnn",
-    "norm": "bn",
-    "width": 32,
-    "depth": 4,
-    "bn_momentum": 0.1,
-    "bn_eps": 1e-5,
-    "width_mult": 1.0,
-    "dropout": 0.2,
-    "tf_same_padding": false,
-    "channels_last": true,
-    "norm_overrides": {},
-    "bn_bfn": "off",
-    "bfn_norm": "auto",
-    "weights": "",
-    "weights_skip": [],
-    "recalibrate_bn": false,
-    "recalibrate_batches": 20,
-    "head": { "kind": "mlp", "hidden": 256, "norm": "bn", "dropout": 0.2 }
-  },
-  "train": {
-    "epochs": 3,
-    "batch_size": 64,
-    "full_batch": false,
-    "eval_batch_size": 256,
-    "optimizer": {},
-    "trainable": [],
-    "param_groups": [],
-    "frozen_bn": "update",
-    "clip_norm": 0.0,
-    "clip_value": 0.0,
-    "label_smoothing": 0.0,
-    "tta": false,
-    "tta_monitor": false,
-    "precision": "fp32",
-    "schedule": {},
-    "early_stopping": {}
-  },
-  "probe": {}
-})json";
 
 const char* type_name(const Json& v) {
   if (v.is_boolean()) return "a boolean";
@@ -178,14 +111,10 @@ void merge_at(Json& base, const Json& overlay, const std::string& prefix, const 
 }  // namespace
 
 const Json& default_run_config() {
+  // Every default is written once, in its options struct (see describe(RunOptions)); the
+  // probes' in their ProbeInfo.
   static const Json defaults = [] {
-    Json d = Json::parse(kDefaults);
-    // Defaults written once, next to their options structs.
-    d["data"]["augment"] = option_defaults<data::AugmentOptions>();
-    d["model"]["dmbn"] = option_defaults<nn::DmbnOptions>();
-    d["train"]["optimizer"] = option_defaults<train::OptimizerOptions>();
-    d["train"]["schedule"] = option_defaults<train::ScheduleOptions>();
-    d["train"]["early_stopping"] = option_defaults<train::EarlyStoppingOptions>();
+    Json d = option_defaults<RunOptions>();
     d["probe"] = probe::default_probe_options();
     return d;
   }();

@@ -1,5 +1,7 @@
 // Typed slices of a resolved run config, one per layer (STYLE.md rule 7: config slices are
-// passed down, never a global dict).
+// passed down, never a global dict). Each struct describes its own keys (core/option_fields.h):
+// describe(RunOptions) is the whole run config but its `probe` table (probe/registry.h), and
+// its defaults are the config schema (default_run_config).
 #pragma once
 
 #include <algorithm>
@@ -22,7 +24,8 @@ namespace normlab::study {
 
 struct DataSlice {
   data::SplitOptions split;
-  std::string normalize;  // preset name, resolved from "auto"
+  // Preset name; "auto" (the dataset's own preset) is resolved by run_options().
+  std::string normalize = "auto";
   int64_t resize = 0;
   data::AugmentOptions augment;
   int64_t batch_size = 64;
@@ -36,6 +39,9 @@ struct DataSlice {
   // runs in eval mode), "off", or "require" (an Error says why it cannot be used).
   std::string feature_cache = "auto";
 };
+// The data table: SplitOptions' keys, normalize, resize, augment, feature_cache. The batch
+// sizes are keys of the train table (describe(RunOptions)).
+void describe(DataSlice& d, OptionFields& f);
 
 struct ProbeSlice {
   // The probes a run turns on (`probe.<name>.enabled`), with their checked options.
@@ -61,6 +67,9 @@ struct RunOptions {
   std::string precision = "fp32";  // "bf16": autocast on CUDA
   ProbeSlice probe;
 };
+// seed, device, and the data, model and train tables: each key with its default and checks.
+// The checks that involve several keys or the probes are run_options()'.
+void describe(RunOptions& o, OptionFields& f);
 
 // Converts a resolved config; throws Error naming the key for invalid values (unknown norm,
 // optimizer, dataset, negative sizes, ...).
