@@ -44,7 +44,10 @@ class GradHist : public train::Observer {
     if (with_layers_) {
       for (const auto& l : sel.layers) names_.push_back(l.name);
     }
-    layers_ = static_cast<int64_t>(sel.layers.size());
+    for (const char* stage : {"grad_hist/pre/", "grad_hist/post/"}) {
+      hist_names_.emplace_back();
+      for (const auto& n : names_) hist_names_.back().push_back(stage + n);
+    }
     std::vector<int64_t> sizes;
     for (const auto& p : params_) sizes.push_back(p.numel());
     batch_ = std::make_unique<train::HistogramBatch>(
@@ -68,10 +71,7 @@ class GradHist : public train::Observer {
  private:
   void record(train::Recorder& rec, int stage, store::Axis axis, int64_t step,
               const torch::Tensor& rows) {
-    for (size_t i = 0; i < names_.size(); ++i) {
-      rec.histogram(std::string("grad_hist/") + (stage == 0 ? "pre/" : "post/") + names_[i], axis,
-                    step, spec_, rows[static_cast<int64_t>(i)]);
-    }
+    rec.histograms(hist_names_[static_cast<size_t>(stage)], axis, step, spec_, rows);
   }
   void take(const train::StepContext& ctx, int stage) {
     const bool step_hist = every_ > 0 && ctx.global_step % every_ == 0;
@@ -85,7 +85,9 @@ class GradHist : public train::Observer {
       grads.push_back(p.grad().defined() ? p.grad() : torch::zeros({0}, p.options()));
     }
     torch::Tensor rows = (*batch_)(grads);  // (P + L, bins + 6): params, then layers
-    if (!with_params_) rows = rows.narrow(0, static_cast<int64_t>(params_.size()), layers_);
+    // The rows named: params and/or layers.
+    rows = rows.narrow(0, with_params_ ? 0 : static_cast<int64_t>(params_.size()),
+                       static_cast<int64_t>(names_.size()));
     if (step_hist) record(*ctx.recorder, stage, store::Axis::kStep, ctx.global_step, rows);
     if (epoch_sample) {
       torch::Tensor& acc = acc_[static_cast<size_t>(stage)];
@@ -104,8 +106,8 @@ class GradHist : public train::Observer {
   bool post_;
   bool with_params_ = true, with_layers_ = true;
   std::vector<torch::Tensor> params_;
-  std::vector<std::string> names_;  // params, then layers
-  int64_t layers_ = 0;
+  std::vector<std::string> names_;                    // params, then layers
+  std::vector<std::vector<std::string>> hist_names_;  // [stage] the records' names
   std::unique_ptr<train::HistogramBatch> batch_;
   std::vector<torch::Tensor> acc_;  // [stage] (items, bins + 6) accumulated this epoch
 };

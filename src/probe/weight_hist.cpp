@@ -2,6 +2,7 @@
 // selected layer's weights after the optimizer step ("weight_hist/<layer>", 40 bins over a
 // fixed range), the layer's weight variance ("weight_var/<layer>") and its change over the
 // step ("weight_var_delta/<layer>" = var after - var before the step), all on the device.
+#include <algorithm>
 #include <memory>
 
 #include "core/error.h"
@@ -15,6 +16,18 @@ namespace {
 
 // Population variance of each layer from its histogram row's sum and sum of squares (float64).
 torch::Tensor variances(const torch::Tensor& layer_rows, int64_t bins) {
+  if (layer_rows.device().is_cpu()) {
+    // Per step on a head's few layers, a loop is cheaper than the operations below.
+    const int64_t layers = layer_rows.size(0), width = layer_rows.size(1);
+    torch::Tensor out = torch::empty({layers}, torch::kDouble);
+    const double* r = layer_rows.contiguous().data_ptr<double>();
+    for (int64_t l = 0; l < layers; ++l) {
+      const double* row = r + l * width;
+      const double n = std::max(row[bins], 1.0), mean = row[bins + 2] / n;
+      out.data_ptr<double>()[l] = row[bins + 3] / n - mean * mean;
+    }
+    return out;
+  }
   torch::Tensor n = layer_rows.select(1, bins).clamp_min(1);
   torch::Tensor mean = layer_rows.select(1, bins + 2) / n;
   return layer_rows.select(1, bins + 3) / n - mean * mean;  // (L)
@@ -28,6 +41,7 @@ class WeightHist : public train::Observer {
         select_params(*s.model, *s.trainable, o.at("params"), "probe.weight_hist.params").layers;
     std::vector<int64_t> sizes, layer_of;
     for (size_t l = 0; l < layers_.size(); ++l) {
+      hist_names_.push_back("weight_hist/" + layers_[l].name);
       var_names_.push_back("weight_var/" + layers_[l].name);
       delta_names_.push_back("weight_var_delta/" + layers_[l].name);
       for (const auto& p : layers_[l].params) {
@@ -54,10 +68,7 @@ class WeightHist : public train::Observer {
     ctx.recorder->step_values(var_names_, ctx.global_step, after);
     ctx.recorder->step_values(delta_names_, ctx.global_step, after - before);
     last_var_ = after;
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      ctx.recorder->histogram("weight_hist/" + layers_[i].name, store::Axis::kStep, ctx.global_step,
-                              spec_, rows[static_cast<int64_t>(i)]);
-    }
+    ctx.recorder->histograms(hist_names_, store::Axis::kStep, ctx.global_step, spec_, rows);
   }
   void on_run_end(const train::EpochContext&) override { last_var_ = torch::Tensor(); }
 
@@ -73,7 +84,7 @@ class WeightHist : public train::Observer {
   std::vector<ParamItem> layers_;
   std::vector<torch::Tensor> params_;  // every layer's tensors, layer by layer
   std::unique_ptr<train::HistogramBatch> batch_;
-  std::vector<std::string> var_names_, delta_names_;
+  std::vector<std::string> hist_names_, var_names_, delta_names_;
   torch::Tensor before_, last_var_;  // (L) variances
 };
 

@@ -45,13 +45,19 @@ void Recorder::epoch_values(const std::vector<std::string>& names, int64_t epoch
   pending_.push_back({intern(names), epoch, push(std::move(flat)), n, true});
 }
 
-void Recorder::histogram(const std::string& name, store::Axis axis, int64_t step,
-                         const BinSpec& spec, torch::Tensor packed) {
-  TORCH_CHECK(packed.dim() == 1 && packed.size(0) == spec.bins + kPackedStats,
-              "Recorder: ", "histogram '", name, "' has ", packed.sizes(), " values for ",
-              spec.bins, " bins");
-  const int64_t offset = push(packed.detach().to(torch::kDouble));
-  histograms_.push_back({name, axis, step, spec, offset});
+void Recorder::histograms(const std::vector<std::string>& names, store::Axis axis, int64_t step,
+                          const BinSpec& spec, torch::Tensor rows) {
+  const int64_t width = spec.bins + kPackedStats;
+  TORCH_CHECK(rows.dim() == 2 && rows.size(0) == static_cast<int64_t>(names.size()) &&
+                  rows.size(1) == width,
+              "Recorder: ", names.size(), " histograms ('", names.empty() ? "" : names.front(),
+              "', ...) of ", spec.bins, " bins given values of shape ", rows.sizes());
+  const std::vector<std::string>* interned = intern(names);
+  const int64_t offset = push(rows.detach().reshape({-1}).to(torch::kDouble));
+  for (size_t i = 0; i < names.size(); ++i) {
+    histograms_.push_back(
+        {&(*interned)[i], axis, step, spec, offset + static_cast<int64_t>(i) * width});
+  }
 }
 
 void Recorder::surface(const std::string& name, int64_t epoch, store::Surface surface) {
@@ -81,7 +87,7 @@ store::EpochRecords Recorder::flush() {
       }
     }
     for (const auto& h : histograms_) {
-      out.histograms.push_back({h.name, h.axis, h.step, unpack_histogram(v + h.offset, h.spec)});
+      out.histograms.push_back({*h.name, h.axis, h.step, unpack_histogram(v + h.offset, h.spec)});
     }
   }
   pending_.clear();

@@ -24,9 +24,10 @@ class Recorder {
   void epoch_value(const std::string& name, int64_t epoch, double value);
   // Per-epoch values still on the device (e.g. a probe's epoch accumulators).
   void epoch_values(const std::vector<std::string>& names, int64_t epoch, torch::Tensor values);
-  // packed: train::histogram_packed's layout for `spec`, on any device.
-  void histogram(const std::string& name, store::Axis axis, int64_t step, const BinSpec& spec,
-                 torch::Tensor packed);
+  // rows: (H, bins + kPackedStats), a packed histogram (train/histogram.h) per name, on any
+  // device: one buffered tensor however many histograms a probe records per step.
+  void histograms(const std::vector<std::string>& names, store::Axis axis, int64_t step,
+                  const BinSpec& spec, torch::Tensor rows);
   void surface(const std::string& name, int64_t epoch, store::Surface surface);
   void matrix(const std::string& name, int64_t epoch, store::Matrix matrix);
 
@@ -42,7 +43,7 @@ class Recorder {
     bool epoch;  // an epoch series
   };
   struct PendingHistogram {
-    std::string name;
+    const std::string* name;  // interned in names_
     store::Axis axis;
     int64_t step;
     BinSpec spec;

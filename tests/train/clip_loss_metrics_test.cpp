@@ -110,8 +110,8 @@ TEST(Recorder, FlushesStepValuesInOrder) {
   // Device values of an epoch series, histograms, surfaces and matrices come back typed.
   r.epoch_values({"x", "y"}, 2, torch::tensor({0.25, 0.75}));
   BinSpec spec{"linear", 0, 1, 2};
-  r.histogram("h", store::Axis::kStep, 7, spec,
-              histogram_packed(torch::tensor({0.1, 0.2, 0.9}), spec));
+  r.histograms({"h"}, store::Axis::kStep, 7, spec,
+               histograms_packed({torch::tensor({0.1, 0.2, 0.9})}, spec));
   r.surface("s", 2, store::Surface{"a", "b", "c", {0, 1}, {5}, {{1, 2}}});
   r.matrix("m", 2, store::Matrix{{"p"}, {"q"}, {{3}}});
   auto g = r.flush();
