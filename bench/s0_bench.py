@@ -24,6 +24,7 @@ import os
 import shutil
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -279,6 +280,23 @@ def run_normlab(args, mode, data_dir, seeds):
 # (d) normlab's study store
 
 
+def epoch_values(con, run_id, name):
+    """A run's per-epoch values of one scalar, in epoch order. Schema 2 (src/store/schema.h):
+    table `series`, one row per epoch with `vals` a little-endian float64 array; schema 1:
+    table `scalars`, one row per value."""
+    tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "series" in tables:
+        out = []
+        for (blob,) in con.execute(
+                "SELECT vals FROM series WHERE run_id = ? AND axis = 'epoch' AND name = ? "
+                "ORDER BY epoch", (run_id, name)):
+            out += struct.unpack(f"<{len(blob) // 8}d", blob)
+        return out
+    return [v for (v,) in con.execute(
+        "SELECT value FROM scalars WHERE run_id = ? AND kind = 'epoch' AND name = ? "
+        "ORDER BY epoch", (run_id, name))]
+
+
 def read_store(db, result, wall):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -286,12 +304,9 @@ def read_store(db, result, wall):
         epoch_seconds = 0.0
         for run_id, name, config_json, status in rows:
             cfg = json.loads(config_json)
-            accs = [v for (v,) in con.execute(
-                "SELECT value FROM scalars WHERE run_id = ? AND kind = 'epoch' AND name = "
-                "'val/acc' ORDER BY epoch", (run_id,))]
-            epoch_seconds += sum(v or 0.0 for (v,) in con.execute(
-                "SELECT value FROM scalars WHERE run_id = ? AND kind = 'epoch' AND name = "
-                "'time/epoch_s'", (run_id,)))
+            accs = epoch_values(con, run_id, "val/acc")
+            epoch_seconds += sum(v for v in epoch_values(con, run_id, "time/epoch_s")
+                                 if v is not None and v == v)  # NULL and NaN skipped
             if status != "complete":
                 result["failures"].append(f"normlab run {name}: status {status}")
             result["runs"].append({
