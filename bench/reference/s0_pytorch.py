@@ -287,7 +287,9 @@ def train_epoch(model, loader, optimizer, trainable, args):
 
 
 @torch.no_grad()
-def evaluate(model, loader, args):
+def evaluate(model, loader, args, predictions=None):
+    """Loss, accuracy (%) and image count; appends each image's predicted class to
+    `predictions` (a list) when given."""
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, correct, seen = 0.0, 0, 0
@@ -296,12 +298,16 @@ def evaluate(model, loader, args):
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
         total_loss += loss_fn(logits, y).item()
-        correct += (logits.argmax(1) == y).sum().item()
+        predicted = logits.argmax(1)
+        correct += (predicted == y).sum().item()
         seen += y.shape[0]
+        if predictions is not None:
+            predictions += predicted.tolist()
     return total_loss / seen, 100.0 * correct / seen, seen
 
 
-def parse_args(argv=None):
+def make_parser():
+    """The command line (bench/reference/s0_expert.py extends it)."""
     here = os.path.dirname(os.path.abspath(__file__))
     shared = os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data"))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -327,7 +333,11 @@ def parse_args(argv=None):
                         "head's BatchNorm1d")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", help="write the result as JSON here")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return make_parser().parse_args(argv)
 
 
 def main(argv=None):
@@ -374,13 +384,14 @@ def main(argv=None):
           flush=True)
 
     train_seconds = val_seconds = 0.0
-    val_accs, val_losses = [], []
+    val_accs, val_losses, val_predictions = [], [], []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         train_loss, train_acc, n_train = train_epoch(model, train_loader, optimizer, trainable,
                                                      args)
         t1 = time.perf_counter()
-        val_loss, val_acc, n_val = evaluate(model, val_loader, args)
+        val_predictions = []  # the last epoch's are kept
+        val_loss, val_acc, n_val = evaluate(model, val_loader, args, val_predictions)
         t2 = time.perf_counter()
         train_seconds += t1 - t0
         val_seconds += t2 - t1
@@ -409,6 +420,8 @@ def main(argv=None):
         "val_loss_per_epoch": val_losses,
         "val_acc": val_accs[-1] if val_accs else None,
         "val_loss": val_losses[-1] if val_losses else None,
+        # predicted class of each test_batch.bin image (file order) after the last epoch
+        "val_predictions": val_predictions if val_accs else None,
     }
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
