@@ -1,19 +1,38 @@
 #!/usr/bin/env python3
-"""S0 benchmark: normlab vs a plain PyTorch/torchvision reference, same machine, same threads.
+"""S0 benchmark: normlab vs two PyTorch peers, same machine, same threads.
 
 Runs the S0 study shape (3 head norms x {no clip, clip 0.1} = 6 configurations) at reduced
-size on real CIFAR-10 with the TFLite-converted ImageNet MobileNetV2, once with normlab and
-once with bench/reference/s0_pytorch.py (one process per configuration and seed), in two
-modes:
+size on real CIFAR-10 with the TFLite-converted ImageNet MobileNetV2, with normlab (one study
+run) and with two PyTorch peers, one process per configuration and seed each:
+  naive   bench/reference/s0_pytorch.py: Dataset + PIL transforms + DataLoader, the way
+          users write it (this was "the reference");
+  expert  bench/reference/s0_expert.py: uint8 tensors and batched augmentation, the frozen
+          trunk under torch.no_grad in channels_last, and in the cache mode the trunk's
+          features computed once per image and flip view and kept in memory.
+in two modes:
   faithful  S0's augmentation: flip + crop 32 (padding 4) + resize to 224, every epoch;
   cache     flip only, frozen BNs in eval mode: normlab may serve the frozen trunk from its
-            feature cache (data.feature_cache = require); the reference recomputes it.
-It prints measured images/s and wall-clock of each, the measured ratio, the ratio projected
-to the full S0 study (40,000 train + 10,000 val images, 15 epochs, 6 configurations), and
-whether the mean validation accuracies per configuration agree within the seed spread.
+            feature cache (data.feature_cache = require); the expert peer caches it in
+            memory, the naive peer recomputes it.
+It prints measured images/s and wall-clock of each, the measured ratios, normlab's ratio
+projected to the full S0 study (40,000 train + 10,000 val images, 15 epochs, 6
+configurations) against each peer, and per configuration whether the final validation
+accuracies of normlab and each peer (and of the two peers) agree, with this rule
+(bench/agreement.py; margin m = --margin accuracy points, alpha = --alpha):
+  equivalent    TOST (two one-sided Welch t-tests, H0 diff <= -m and H0 diff >= +m)
+                rejects both at alpha, i.e. the (1 - 2 alpha) CI of the difference lies
+                inside (-m, m);
+  different     not equivalent, and Welch's two-sided t-test rejects equal means (p < alpha);
+  inconclusive  otherwise, and always with fewer than 2 seeds per system.
+Zero variance in both systems: equivalent when |diff| < m, else different. It also prints
+the paired per-seed differences (same seed number, data and validation images; different
+random streams) with a paired t-test, and for the two peers the per-image agreement of
+their predictions (normlab's store has no per-image predictions). The exit status is non-zero
+when a configuration is "different" or a run failed.
 
-  /usr/bin/python3 bench/s0_bench.py --threads 2                                # ~1.5 h
-  /usr/bin/python3 bench/s0_bench.py --threads 2 --train 500 --val 200 --epochs 1  # quick
+  /usr/bin/python3 bench/s0_bench.py --threads 2                        # 1 seed, ~1.7 h
+  /usr/bin/python3 bench/s0_bench.py --threads 2 --seeds 3              # agreement, ~5 h
+  /usr/bin/python3 bench/s0_bench.py --threads 2 --train 100 --val 100 --epochs 1 --seeds 2
 
 Everything is also written to WORK/bench.json (WORK = --work, default /tmp/normlab-bench).
 """
@@ -23,11 +42,13 @@ import json
 import os
 import shutil
 import sqlite3
-import statistics
 import struct
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import agreement  # noqa: E402
 
 kRepo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 kShared = os.path.normpath(os.path.join(kRepo, "..", "shared", "data"))
@@ -48,8 +69,14 @@ kFullTrain = 40000
 kFullVal = 10000
 kCacheViewsPerTrain = 2  # the cache holds each training image and its horizontal flip
 
-# Targets of the projected full-study ratio reference/normlab on the 2-core CPU (the issue).
-kTargets = {"faithful": 8.0, "cache": 30.0}
+# The PyTorch peers (bench/reference) and the projected full-study ratio peer/normlab that
+# normlab should reach against each on the 2-core CPU (issue 10).
+kPeers = {
+    "naive": os.path.join(kRepo, "bench", "reference", "s0_pytorch.py"),
+    "expert": os.path.join(kRepo, "bench", "reference", "s0_expert.py"),
+}
+kTargets = {"naive": {"faithful": 15.0, "cache": 40.0},
+            "expert": {"faithful": 3.0, "cache": 1.5}}
 
 kModes = {
     "faithful": {
@@ -66,8 +93,9 @@ kModes = {
 }
 
 kFormula = ("T = 6 configs * 15 epochs * (40000 / R_train + 10000 / R_val)"
-            " [+ cache_seconds * (40000*2 + 10000) / cache_images, normlab cache mode only]"
-            "; R_* = measured config-images per second; projected ratio = T_reference / T_normlab")
+            " [+ cache_seconds * (40000*2 + 10000) / cache_images, cache mode of normlab and"
+            " of the expert peer]; R_* = measured config-images per second; projected ratio ="
+            " T_peer / T_normlab")
 
 
 def config_name(norm, clip):
@@ -179,11 +207,17 @@ def thread_env(threads):
     return env
 
 
-def run_reference(args, mode, data_dir, seeds):
-    out_dir = os.path.join(args.work, f"reference-{mode}")
+def peer_dir(args, peer, mode):
+    # the naive peer keeps the directory name it had as "the reference"
+    return os.path.join(args.work, f"{'reference' if peer == 'naive' else peer}-{mode}")
+
+
+def run_reference(args, mode, data_dir, seeds, peer="naive"):
+    """One process of the peer per configuration and seed."""
+    out_dir = peer_dir(args, peer, mode)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
-    script = os.path.join(kRepo, "bench", "reference", "s0_pytorch.py")
+    script = kPeers[peer]
     runs, failures, wall = [], [], 0.0
     for norm in kNorms:
         for clip in kClips:
@@ -195,31 +229,37 @@ def run_reference(args, mode, data_dir, seeds):
                        "--epochs", str(args.epochs), "--threads", str(args.threads),
                        "--recalibrate-scope", args.ref_recalibrate_scope,
                        "--json", out] + kModes[mode]["reference"]
-                if args.channels_last:
+                if args.channels_last and peer == "naive":  # the expert is channels_last
                     cmd.append("--channels-last")
                 rc, seconds = run_logged(cmd, os.path.join(out_dir, stem + ".log"),
                                          thread_env(args.threads))
                 wall += seconds
                 if rc != 0 or not os.path.exists(out):
-                    failures.append(f"reference {mode} {stem}: exit status {rc}")
+                    failures.append(f"{peer} peer {mode} {stem}: exit status {rc}")
                     continue
                 with open(out) as f:
                     r = json.load(f)
                 r["process_seconds"] = seconds
+                predictions = r.pop("val_predictions", None)
                 runs.append({"config": config_name(norm, clip), "seed": seed,
-                             "val_acc": r["val_acc"], "result": r})
+                             "val_acc": r["val_acc"], "val_predictions": predictions,
+                             "result": r})
     timing = None
     if runs:
         res = [r["result"] for r in runs]
         timing = {
-            "source": "reference JSON (sum over runs)",
+            "source": f"{peer} peer JSON (sum over runs)",
             "train_seconds": sum(r["train_seconds"] for r in res),
             "train_samples": sum(r["train_images"] * r["epochs"] for r in res),
             "eval_seconds": sum(r["val_seconds"] for r in res),
             "eval_samples": sum(r["val_images"] * r["epochs"] for r in res),
             "setup_seconds": sum(r["setup_seconds"] for r in res),
+            # the expert's in-memory feature cache (cache mode), one per process
+            "cache_seconds": sum(r.get("cache_seconds", 0.0) for r in res),
+            "cache_images": sum(r.get("cache_images", 0) for r in res),
         }
-    return {"runs": runs, "timing": timing, "wall_seconds": wall, "failures": failures}
+    return {"peer": peer, "script": script, "runs": runs, "timing": timing,
+            "wall_seconds": wall, "failures": failures}
 
 
 # Every probe off (the speed comparison with the reference measures training alone).
@@ -378,70 +418,147 @@ def hms(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def peer_results(report, mode):
+    """(name, result) of the systems that ran in this mode, in table order."""
+    m = report["modes"][mode]
+    out = [(p, m["reference"] if p == "naive" else m[p]) for p in report["peers"]]
+    if not report["args"]["skip_normlab"]:
+        out.append(("normlab", m["normlab"]))
+    return out
+
+
 def speed_table(report):
     print("\n== Speed ==")
     print(kFormula)
-    header = (f"{'mode':9} {'system':9} {'wall s':>9} {'train img/s':>12} {'val img/s':>10} "
-              f"{'projected T':>12}  timing source")
+    header = (f"{'mode':9} {'system':8} {'wall s':>9} {'train img/s':>12} {'val img/s':>10} "
+              f"{'cache s':>8} {'projected T':>12}  timing source")
     for mode, m in report["modes"].items():
         print(f"\n{kModes[mode]['title']}")
         print(header)
-        for system in ("reference", "normlab"):
-            s = m[system]
+        for system, s in peer_results(report, mode):
             r = rates(s["timing"]) or {}
-            print(f"{mode:9} {system:9} {fmt(s['wall_seconds']):>9} "
+            cache = (s["timing"] or {}).get("cache_seconds")
+            print(f"{mode:9} {system:8} {fmt(s['wall_seconds']):>9} "
                   f"{fmt(r.get('train_rate')):>12} {fmt(r.get('val_rate')):>10} "
-                  f"{hms(s['projected_seconds']):>12}  "
+                  f"{fmt(cache or None, none='-'):>8} {hms(s['projected_seconds']):>12}  "
                   f"{(s['timing'] or {}).get('source', 'none')}")
-        target = kTargets[mode]
-        measured, projected = m["measured_wall_ratio"], m["projected_ratio"]
-        verdict = "n/a" if projected is None else ("met" if projected >= target else "NOT met")
-        print(f"measured wall ratio reference/normlab: {fmt(measured, '.2f')}; "
-              f"projected full-study ratio: {fmt(projected, '.2f')} "
-              f"(target >= {target:g}: {verdict})")
+        for peer, r in m["ratios"].items():
+            projected = r["projected_ratio"]
+            met = "n/a" if projected is None else ("met" if projected >= r["target"] else
+                                                   "NOT met")
+            print(f"normlab vs {peer} peer: measured wall ratio {peer}/normlab "
+                  f"{fmt(r['measured_wall_ratio'], '.2f')}; projected full-study ratio "
+                  f"{fmt(projected, '.2f')} (target >= {r['target']:g}: {met})")
 
 
-def seed_stats(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+def by_seed(result, name):
+    return {r["seed"]: r["val_acc"] for r in result["runs"] if r["config"] == name}
 
 
-def accuracy_table(report):
-    print("\n== Final validation accuracy (%), mean +- sd over seeds ==")
-    print("agree: |mean difference| <= the larger of the two seed standard deviations")
+def predictions_by_seed(result, name):
+    return {r["seed"]: r["val_predictions"] for r in result["runs"]
+            if r["config"] == name and r.get("val_predictions") is not None}
+
+
+def read_labels(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    return list(raw[::kRecord])
+
+
+def compare(a_name, a, b_name, b, args, labels):
+    """Per configuration: the verdict of a vs b (diff = a - b), the paired per-seed
+    differences and, where both have per-image predictions, their per-image agreement."""
+    rows = []
+    for norm in kNorms:
+        for clip in kClips:
+            name = config_name(norm, clip)
+            acc_a, acc_b = by_seed(a, name), by_seed(b, name)
+            v = agreement.verdict(list(acc_a.values()), list(acc_b.values()), args.margin,
+                                  args.alpha)
+            pa, pb = predictions_by_seed(a, name), predictions_by_seed(b, name)
+            images = {}
+            for seed in sorted(set(pa) & set(pb)):
+                if len(pa[seed]) == len(pb[seed]) == len(labels):
+                    images[seed] = agreement.per_image(pa[seed], pb[seed], labels)
+            rows.append({"config": name, "a": a_name, "b": b_name, a_name: acc_a,
+                         b_name: acc_b, "verdict": v,
+                         "paired": agreement.paired(acc_a, acc_b), "per_image": images})
+    return rows
+
+
+def cell(mean, sd):
+    return "n/a" if mean is None else f"{mean:.2f}" + ("" if sd is None else f" +- {sd:.2f}")
+
+
+def print_comparison(rows, alpha):
+    a, b = rows[0]["a"], rows[0]["b"]
+    ci = f"{100 * (1 - 2 * alpha):g}% CI"
+    print(f"{'config':16} {a:>15} {b:>15} {'diff':>7} {ci:>17} {'Welch p':>8} "
+          f"{'TOST p':>8}  verdict")
+    for row in rows:
+        v = row["verdict"]
+        interval = ("n/a" if v["ci_tost"] is None else
+                    f"[{v['ci_tost'][0]:+.2f}, {v['ci_tost'][1]:+.2f}]")
+        print(f"{row['config']:16} {cell(v['mean_a'], v['sd_a']):>15} "
+              f"{cell(v['mean_b'], v['sd_b']):>15} {fmt(v['diff'], '+.2f'):>7} "
+              f"{interval:>17} {fmt(v['p'], '.3g'):>8} {fmt(v['p_tost'], '.3g'):>8}  "
+              f"{v['verdict'].upper() if v['verdict'] == 'different' else v['verdict']}"
+              f"{'' if v['verdict'] != 'inconclusive' or v['p'] is not None else ' (' + v['reason'] + ')'}")
+        p = row["paired"]
+        if p["n"]:
+            seeds = ", ".join(f"s{s} {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"]))
+            print(f"{'':16} paired by seed ({a} - {b}): {seeds}; mean {p['mean']:+.2f}"
+                  + ("" if p["sd"] is None else f" +- {p['sd']:.2f}")
+                  + ("" if p["p"] is None else f", paired t-test p {p['p']:.3g}")
+                  + (" (sd 0: the test is degenerate)" if p["sd"] == 0 else ""))
+        for seed, r in row["per_image"].items():
+            print(f"{'':16} per image, seed {seed}: {100 * r['same']:.1f}% same predictions "
+                  f"of {r['n']}; right only in {a} {r['only_a']}, only in {b} {r['only_b']}; "
+                  f"McNemar p {r['mcnemar_p']:.3g}")
+
+
+def agreement_tables(report, args, labels):
+    """Prints every comparison and returns the 'different' ones."""
+    print("\n== Agreement of the final validation accuracy (%), per configuration ==")
+    print(f"mean +- sd over seeds; diff = first - second; margin {args.margin:g} points, "
+          f"alpha {args.alpha:g}. equivalent: TOST rejects both |diff| >= margin nulls "
+          f"(the {100 * (1 - 2 * args.alpha):g}% CI lies inside +-margin); different: not "
+          "equivalent and Welch p < alpha; else inconclusive (also with < 2 seeds).")
+    print("Pairs by seed share the seed number, data and validation images, not the random "
+          "streams. normlab's store has no per-image predictions; the peers' are compared.")
+    different = []
     for mode, m in report["modes"].items():
-        print(f"\n{kModes[mode]['title']}")
-        print(f"{'config':16} {'reference':>15} {'normlab':>15} {'diff':>7}  {'agree':12}  "
-              "(per seed: reference | normlab)")
+        systems = dict(peer_results(report, mode))
+        pairs = [("normlab", p) for p in report["peers"] if "normlab" in systems]
+        if "naive" in systems and "expert" in systems:
+            pairs.append(("expert", "naive"))
+        m["agreement"] = {}
+        for a, b in pairs:
+            rows = compare(a, systems[a], b, systems[b], args, labels)
+            key = f"{a} vs {b}"
+            m["agreement"][key] = rows
+            print(f"\n{kModes[mode]['title']}: {key}")
+            print_comparison(rows, args.alpha)
+            different += [f"{mode} {key} {r['config']}: {r['verdict']['reason']}"
+                          for r in rows if r["verdict"]["verdict"] == "different"]
+        # the table of earlier bench.json files (normlab vs the naive peer, "reference")
+        nl, ref = systems.get("normlab"), systems.get("naive")
         rows = []
         for norm in kNorms:
             for clip in kClips:
                 name = config_name(norm, clip)
-                ref = sorted((r["seed"], r["val_acc"]) for r in m["reference"]["runs"]
-                             if r["config"] == name)
-                nl = sorted((r["seed"], r["val_acc"]) for r in m["normlab"]["runs"]
-                            if r["config"] == name)
-                ref_mean, ref_sd = seed_stats([v for _, v in ref])
-                nl_mean, nl_sd = seed_stats([v for _, v in nl])
-                diff = None if ref_mean is None or nl_mean is None else nl_mean - ref_mean
-                if diff is None:
-                    agree = "n/a"
-                elif ref_sd is None or nl_sd is None:
-                    agree = "n/a (1 seed)"
-                else:
-                    agree = "yes" if abs(diff) <= max(ref_sd, nl_sd) else "NO"
-                cell = lambda mean, sd: ("n/a" if mean is None else
-                                         f"{mean:.2f}" + ("" if sd is None else f" +- {sd:.2f}"))
-                per_seed = lambda xs: " ".join(fmt(v, ".2f") for _, v in xs) or "-"
-                print(f"{name:16} {cell(ref_mean, ref_sd):>15} {cell(nl_mean, nl_sd):>15} "
-                      f"{fmt(diff, '+.2f'):>7}  {agree:12}  ({per_seed(ref)} | {per_seed(nl)})")
-                rows.append({"config": name, "reference": dict(ref), "normlab": dict(nl),
-                             "reference_mean": ref_mean, "reference_sd": ref_sd,
-                             "normlab_mean": nl_mean, "normlab_sd": nl_sd, "diff": diff,
-                             "agree": agree})
+                v = agreement.verdict(
+                    list(by_seed(nl, name).values()) if nl else [],
+                    list(by_seed(ref, name).values()) if ref else [], args.margin, args.alpha)
+                rows.append({"config": name,
+                             "reference": by_seed(ref, name) if ref else {},
+                             "normlab": by_seed(nl, name) if nl else {},
+                             "reference_mean": v["mean_b"], "reference_sd": v["sd_b"],
+                             "normlab_mean": v["mean_a"], "normlab_sd": v["sd_a"],
+                             "diff": v["diff"], "agree": v["verdict"]})
         m["accuracy"] = rows
+    return different
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,17 +570,24 @@ def skipped():
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description="S0 benchmark: normlab vs a PyTorch/torchvision reference (see "
-                    "bench/README.md).",
+        description="S0 benchmark: normlab vs a naive and an expert PyTorch peer, with "
+                    "statistical agreement of accuracies (see bench/README.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--threads", type=int, default=2, help="compute threads for both systems")
+    p.add_argument("--threads", type=int, default=2, help="compute threads for every system")
     p.add_argument("--train", type=int, default=2000,
                    help="training images (stratified, multiple of 10)")
-    p.add_argument("--val", type=int, default=500,
+    p.add_argument("--val", type=int, default=1000,
                    help="validation images from test_batch.bin (multiple of 10)")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seeds", type=int, default=1, choices=[1, 2, 3],
-                   help="number of seeds (0..N-1) per configuration")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="number of seeds (0..N-1) per configuration; the agreement run uses "
+                        "3 (with 1 every verdict is inconclusive)")
+    p.add_argument("--peers", default="naive,expert",
+                   help="comma-separated PyTorch peers to run: naive (s0_pytorch.py), "
+                        "expert (s0_expert.py)")
+    p.add_argument("--margin", type=float, default=1.0,
+                   help="equivalence margin of the TOST, in accuracy points")
+    p.add_argument("--alpha", type=float, default=0.05, help="level of every test")
     p.add_argument("--work", default="/tmp/normlab-bench", help="work directory")
     p.add_argument("--normlab", default=os.path.join(kRepo, "build", "release", "normlab"))
     p.add_argument("--study", default=os.path.join(kRepo, "studies", "s0_norm_heads.toml"))
@@ -471,19 +595,31 @@ def parse_args(argv=None):
                    help="full CIFAR-10 binary dir to take the subset from")
     p.add_argument("--weights", default=os.path.join(
         kShared, "weights", "mobilenet_v2_imagenet_tflite_qat_dequant.safetensors"))
-    p.add_argument("--python", default=sys.executable, help="interpreter for the reference")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the peers")
     p.add_argument("--skip-cache", action="store_true", help="only the faithful mode")
-    p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--skip-reference", action="store_true", help="run no PyTorch peer")
     p.add_argument("--skip-normlab", action="store_true")
-    p.add_argument("--channels-last", action="store_true", help="reference: channels_last")
+    p.add_argument("--channels-last", action="store_true",
+                   help="naive peer: channels_last (the expert always is)")
     p.add_argument("--ref-recalibrate-scope", choices=["backbone", "all"], default="backbone",
-                   help="reference: recalibrate the backbone's BatchNorm2d only, or also the "
+                   help="both peers: recalibrate the backbone's BatchNorm2d only, or also the "
                         "head's BatchNorm1d")
     p.add_argument("--prepare-only", action="store_true",
                    help="write the reduced data set and exit")
     args = p.parse_args(argv)
     args.work = os.path.abspath(args.work)
     args.weights = os.path.abspath(args.weights)
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    if not args.margin > 0:
+        p.error("--margin must be > 0")
+    if not 0 < args.alpha < 0.5:
+        p.error("--alpha must be in (0, 0.5)")
+    peers = [x for x in args.peers.split(",") if x]
+    unknown = [x for x in peers if x not in kPeers]
+    if unknown:
+        p.error(f"--peers: unknown {unknown}; known: {','.join(kPeers)}")
+    args.peer_list = [x for x in kPeers if x in peers]  # table order: naive, expert
     return args
 
 
@@ -496,38 +632,59 @@ def main(argv=None):
         return 0
     seeds = list(range(args.seeds))
     modes = ["faithful"] if args.skip_cache else ["faithful", "cache"]
-    report = {"args": vars(args), "formula": kFormula, "modes": {}}
+    peers = [] if args.skip_reference else args.peer_list
+    report = {"args": vars(args), "formula": kFormula, "peers": peers,
+              "margin": args.margin, "alpha": args.alpha, "modes": {}}
     failures = []
     for mode in modes:
         print(f"\n=== {kModes[mode]['title']} ===", flush=True)
         # normlab first: an error from it (e.g. a key it does not know yet) shows up at once,
-        # and the long reference part still runs.
+        # and the long peer part still runs.
         nl = skipped() if args.skip_normlab else run_normlab(args, mode, data_dir, seeds)
         complete_fallback(nl, args.train, args.val, args.epochs)
-        ref = skipped() if args.skip_reference else run_reference(args, mode, data_dir, seeds)
-        failures += nl["failures"] + ref["failures"]
-        for s, with_cache in ((ref, False), (nl, mode == "cache")):
-            s["projected_seconds"] = projected_seconds(s["timing"], with_cache)
-        both = ref["wall_seconds"] and nl["wall_seconds"]
-        proj = ref["projected_seconds"] and nl["projected_seconds"]
-        report["modes"][mode] = {
-            "reference": ref, "normlab": nl,
-            "measured_wall_ratio": ref["wall_seconds"] / nl["wall_seconds"] if both else None,
-            "projected_ratio": ref["projected_seconds"] / nl["projected_seconds"] if proj
-            else None,
-        }
+        nl["projected_seconds"] = projected_seconds(nl["timing"], mode == "cache")
+        failures += nl["failures"]
+        m = {"normlab": nl, "reference": skipped(), "ratios": {}}
+        m["reference"]["projected_seconds"] = None
+        for peer in peers:
+            res = run_reference(args, mode, data_dir, seeds, peer)
+            failures += res["failures"]
+            # the expert's cache is counted as normlab's: once for the whole study
+            res["projected_seconds"] = projected_seconds(res["timing"],
+                                                         mode == "cache" and peer == "expert")
+            m["reference" if peer == "naive" else peer] = res
+            both = res["wall_seconds"] and nl["wall_seconds"]
+            proj = res["projected_seconds"] and nl["projected_seconds"]
+            m["ratios"][peer] = {
+                "measured_wall_ratio": res["wall_seconds"] / nl["wall_seconds"] if both
+                else None,
+                "projected_ratio": res["projected_seconds"] / nl["projected_seconds"] if proj
+                else None,
+                "target": kTargets[peer][mode],
+            }
+        naive = m["ratios"].get("naive", {})
+        m["measured_wall_ratio"] = naive.get("measured_wall_ratio")  # vs the naive peer, as
+        m["projected_ratio"] = naive.get("projected_ratio")          # in earlier bench.json
+        report["modes"][mode] = m
 
     speed_table(report)
-    accuracy_table(report)
+    different = agreement_tables(report, args, read_labels(os.path.join(data_dir,
+                                                                        "test_batch.bin")))
     report["failures"] = failures
+    report["different"] = different
     out = os.path.join(args.work, "bench.json")
     with open(out, "w") as f:
         json.dump(report, f, indent=2, default=str)
     print(f"\nwritten: {out}")
+    status = 0
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
-        return 1
-    return 0
+        status = 1
+    if different:
+        print("\nDIFFERENT (normlab or a peer disagrees beyond the margin):\n  "
+              + "\n  ".join(different))
+        status = 1
+    return status
 
 
 if __name__ == "__main__":
