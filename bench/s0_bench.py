@@ -500,11 +500,12 @@ def print_comparison(rows, alpha):
         v = row["verdict"]
         interval = ("n/a" if v["ci_tost"] is None else
                     f"[{v['ci_tost'][0]:+.2f}, {v['ci_tost'][1]:+.2f}]")
+        shown = v["verdict"].upper() if v["verdict"] == "different" else v["verdict"]
+        if v["p"] is None:  # too few seeds: say why
+            shown += f" ({v['reason']})"
         print(f"{row['config']:16} {cell(v['mean_a'], v['sd_a']):>15} "
               f"{cell(v['mean_b'], v['sd_b']):>15} {fmt(v['diff'], '+.2f'):>7} "
-              f"{interval:>17} {fmt(v['p'], '.3g'):>8} {fmt(v['p_tost'], '.3g'):>8}  "
-              f"{v['verdict'].upper() if v['verdict'] == 'different' else v['verdict']}"
-              f"{'' if v['verdict'] != 'inconclusive' or v['p'] is not None else ' (' + v['reason'] + ')'}")
+              f"{interval:>17} {fmt(v['p'], '.3g'):>8} {fmt(v['p_tost'], '.3g'):>8}  {shown}")
         p = row["paired"]
         if p["n"]:
             seeds = ", ".join(f"s{s} {d:+.2f}" for s, d in zip(p["seeds"], p["diffs"]))

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Checks that the expert S0 peer does what the naive one does: /usr/bin/python3 bench/test_s0_peers.py
+"""Checks that the expert S0 peer does what the naive one does.
+
+  /usr/bin/python3 bench/test_s0_peers.py
 
 - the expert's batched preprocessing (two-pass bilinear F.interpolate with uint8 rounding,
   then (x/255 - 128/255) / (128/255)) gives bit-identical inputs to the naive peer's
