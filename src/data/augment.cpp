@@ -1,5 +1,7 @@
 #include "data/augment.h"
 
+#include "data/pil_resize.h"
+
 #include <limits>
 
 #include <cmath>
@@ -156,7 +158,7 @@ torch::Tensor affine_warp(const torch::Tensor& x, const torch::Tensor& theta, in
 }
 
 torch::Tensor geometric_augment(const torch::Tensor& x_in, const AugmentOptions& options,
-                                int64_t resize, torch::Generator& gen) {
+                                int64_t resize, torch::Generator& gen, ResizeFilter filter) {
   torch::Tensor x = x_in;
   const int64_t b = x.size(0);
   const auto device = x.device();
@@ -180,6 +182,9 @@ torch::Tensor geometric_augment(const torch::Tensor& x_in, const AugmentOptions&
     auto shift = options.shift > 0 ? symmetric_uniform({b, 2}, options.shift, gen)
                                    : torch::zeros({b, 2}, torch::kFloat64);
     return affine_warp(x, affine_theta(degrees, scale, shift, h, w), out_h, out_w);
+  }
+  if ((out_h != h || out_w != w) && filter == ResizeFilter::kPil) {
+    return pil_bilinear_resize(x, out_h, out_w);
   }
   if (out_h != h || out_w != w) {
     // No antialiasing (interpolate's default), so upsampling 28 -> 32 is plain bilinear.

@@ -73,10 +73,16 @@ torch::Tensor affine_warp(const torch::Tensor& x, const torch::Tensor& theta, in
 
 // x: (B, C, H, W) float in [0, 1] -> (B, C, R, R) with R = resize, or (B, C, H, W) when
 // resize is 0: flip, padded crop, then the affine warp at the output size (or a plain
-// bilinear resize when no affine part is on). Draws from `gen` in that order, only for the
-// parts that are on.
+// bilinear resize when no affine part is on, interpolated as `filter` says). Draws from `gen`
+// in that order, only for the parts that are on.
+//
+// ResizeFilter::kPil = PIL's bilinear on 8-bit images, rounding each pass to whole grey levels
+// (data/pil_resize.h: torchvision's Resize on PIL images, the PyTorch seeds' pipeline);
+// kFloat = bilinear interpolate without rounding (what tf.image.resize gives a Keras pipeline).
+enum class ResizeFilter { kPil, kFloat };
 torch::Tensor geometric_augment(const torch::Tensor& x, const AugmentOptions& options,
-                                int64_t resize, torch::Generator& gen);
+                                int64_t resize, torch::Generator& gen,
+                                ResizeFilter filter = ResizeFilter::kFloat);
 
 // One batch's mixing draws, on the CPU.
 struct MixDraws {

@@ -91,7 +91,8 @@ bool Batcher::next(Batch& batch) {
   auto x = dataset_.images.index_select(0, idx).to(torch::kFloat32).div_(255.0);
   // Random draws always happen on the CPU generator, in a fixed order, then move to the
   // device, so CPU and CUDA runs see the same augmentation.
-  x = geometric_augment(x, options_.augment, options_.resize, gen_);  // (B, C, H', W')
+  // (B, C, H', W')
+  x = geometric_augment(x, options_.augment, options_.resize, gen_, options_.resize_filter);
   if (mean_.defined()) x = x.sub_(mean_).div_(stddev_);
   auto y = dataset_.labels.index_select(0, idx);  // (B) int64
 

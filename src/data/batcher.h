@@ -19,7 +19,8 @@ struct BatcherOptions {
   bool shuffle = true;
   bool drop_last = false;
   AugmentOptions augment;
-  int64_t resize = 0;        // > 0: bilinear resize to resize x resize (fused into the affine warp)
+  int64_t resize = 0;  // > 0: bilinear resize to resize x resize (fused into the affine warp)
+  ResizeFilter resize_filter = ResizeFilter::kFloat;  // of a resize without affine warp
   std::vector<double> mean;  // per channel, in [0,1] pixel units; empty = no normalisation
   std::vector<double> stddev;
   torch::Device device = torch::kCPU;

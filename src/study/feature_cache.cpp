@@ -77,16 +77,18 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
   train::EvalModeGuard eval_mode(*model);
   torch::NoGradGuard no_grad;
 
-  nlohmann::json key = {{"format", "normlab-prefix-features-1"},
-                        {"architecture", r.architecture},
-                        {"cut", r.cut},
-                        {"prefix_sha256", prefix_fingerprint(model, r.cut)},
-                        {"images_sha256", images_fingerprint(ds)},
-                        {"images_shape", ds.images.sizes().vec()},
-                        {"resize", r.preprocess.resize},
-                        {"mean", r.preprocess.mean},
-                        {"stddev", r.preprocess.stddev},
-                        {"views", r.views}};
+  nlohmann::json key = {
+      {"format", "normlab-prefix-features-1"},
+      {"architecture", r.architecture},
+      {"cut", r.cut},
+      {"prefix_sha256", prefix_fingerprint(model, r.cut)},
+      {"images_sha256", images_fingerprint(ds)},
+      {"images_shape", ds.images.sizes().vec()},
+      {"resize", r.preprocess.resize},
+      {"resize_filter", r.preprocess.resize_filter == data::ResizeFilter::kPil ? "pil" : "float"},
+      {"mean", r.preprocess.mean},
+      {"stddev", r.preprocess.stddev},
+      {"views", r.views}};
   const std::string key_text = key.dump();
   const std::string dir = io::cache_dir() + "/features";
   const std::string path = dir + "/" + io::feature_file_name(key_text);

@@ -45,6 +45,7 @@ void describe(DataSlice& d, OptionFields& f) {
   describe(d.split, f);
   f.field("normalize", d.normalize);
   f.field("resize", d.resize, Range{0, std::numeric_limits<double>::infinity(), ">= 0"});
+  f.field("resize_filter", d.resize_filter, {"pil", "float"});
   f.table("augment", d.augment);
   f.field("feature_cache", d.feature_cache, {"auto", "off", "require"});
 }

@@ -27,6 +27,8 @@ struct DataSlice {
   // Preset name; "auto" (the dataset's own preset) is resolved by run_options().
   std::string normalize = "auto";
   int64_t resize = 0;
+  // "pil" (the PyTorch seeds' torchvision Resize on PIL images) or "float" (data/augment.h).
+  std::string resize_filter = "pil";
   data::AugmentOptions augment;
   int64_t batch_size = 64;
   bool full_batch = false;  // train.full_batch: one step per epoch over the whole training set
