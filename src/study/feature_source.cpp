@@ -1,5 +1,7 @@
 #include "study/feature_source.h"
 
+#include <chrono>
+
 #include "core/error.h"
 #include "core/runtime.h"
 #include "data/augment.h"
@@ -14,16 +16,20 @@ namespace {
 // Images through the shared prefix (cut 0: the images themselves).
 class TrunkSource : public FeatureSource {
  public:
-  TrunkSource(data::Batcher batcher, models::Classifier prefix, int64_t cut, bool channels_last)
+  TrunkSource(data::Batcher batcher, models::Classifier prefix, int64_t cut, bool channels_last,
+              EngineTiming* timing)
       : batcher_(std::move(batcher)),
         prefix_(std::move(prefix)),
         cut_(cut),
-        channels_last_(channels_last) {}
+        channels_last_(channels_last),
+        timing_(timing) {}
   int64_t batches_per_epoch() const override { return batcher_.batches_per_epoch(); }
   void start_epoch(int64_t epoch) override { batcher_.start_epoch(epoch); }
   bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) override {
+    const auto t0 = std::chrono::steady_clock::now();
     data::Batch b;
     if (!batcher_.next(b)) return false;
+    const auto t1 = std::chrono::steady_clock::now();
     torch::Tensor x = channels_last_ ? models::channels_last(b.x) : b.x;
     {
       // The prefix is frozen: no graph. (NoGradGuard rather than InferenceMode: the tails
@@ -33,6 +39,11 @@ class TrunkSource : public FeatureSource {
       if (h_flip != nullptr) *h_flip = models::run_prefix(*prefix_, x.flip(3), cut_).contiguous();
     }
     t = train::Targets{b.y, b.y2, b.lam};
+    if (timing_ != nullptr) {
+      const auto t2 = std::chrono::steady_clock::now();
+      timing_->batch_seconds += std::chrono::duration<double>(t1 - t0).count();
+      timing_->prefix_seconds += std::chrono::duration<double>(t2 - t1).count();
+    }
     return true;
   }
 
@@ -41,6 +52,7 @@ class TrunkSource : public FeatureSource {
   models::Classifier prefix_;
   int64_t cut_;
   bool channels_last_;
+  EngineTiming* timing_;  // training sources only
 };
 
 // Prefix outputs read from the feature cache; training order and flips drawn per epoch from
@@ -48,8 +60,10 @@ class TrunkSource : public FeatureSource {
 class CacheSource : public FeatureSource {
  public:
   CacheSource(std::shared_ptr<io::FeatureFile> file, torch::Tensor labels, int64_t batch_size,
-              bool training, bool random_flip, uint64_t seed, torch::Device device)
-      : file_(std::move(file)),
+              bool training, bool random_flip, uint64_t seed, torch::Device device,
+              EngineTiming* timing)
+      : timing_(timing),
+        file_(std::move(file)),
         labels_(labels.to(device)),
         batch_size_(batch_size),
         training_(training),
@@ -75,16 +89,22 @@ class CacheSource : public FeatureSource {
   bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) override {
     const int64_t n = file_->spec().items;
     if (cursor_ >= n) return false;
+    const auto t0 = std::chrono::steady_clock::now();
     const int64_t end = std::min(n, cursor_ + batch_size_);
     torch::Tensor idx = order_.slice(0, cursor_, end);
     h = file_->gather(idx, views_.slice(0, cursor_, end), device_);
     if (h_flip != nullptr) *h_flip = file_->gather(idx, torch::ones_like(idx), device_);
     t = train::Targets{labels_.index_select(0, idx.to(device_)), {}, {}};
     cursor_ = end;
+    if (timing_ != nullptr) {
+      timing_->batch_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     return true;
   }
 
  private:
+  EngineTiming* timing_;  // training sources only
   std::shared_ptr<io::FeatureFile> file_;
   torch::Tensor labels_;
   int64_t batch_size_;
@@ -106,6 +126,8 @@ data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch
   b.drop_last = false;
   if (training) b.augment = d.augment;
   b.resize = d.resize;
+  b.resize_filter =
+      d.resize_filter == "pil" ? data::ResizeFilter::kPil : data::ResizeFilter::kFloat;
   auto preset = data::normalize_preset(d.normalize, channels);
   b.mean = preset.mean;
   b.stddev = preset.stddev;
@@ -162,10 +184,11 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
     timing_.cache_images += res.image_views;
     return std::make_unique<CacheSource>(
         res.file, ds.labels, training ? o.data.train_batch(ds.size()) : o.data.eval_batch_size,
-        training, training && o.data.augment.hflip, o.seed, device_);
+        training, training && o.data.augment.hflip, o.seed, device_, training ? &timing_ : nullptr);
   }
   data::Batcher b(ds, batcher_options(o.data, channels_, device_, training, ds.size()), o.seed);
-  return std::make_unique<TrunkSource>(std::move(b), prefix_, cut_, o.channels_last);
+  return std::make_unique<TrunkSource>(std::move(b), prefix_, cut_, o.channels_last,
+                                       training ? &timing_ : nullptr);
 }
 
 FeatureSource* FeatureSources::eval(const std::string& split) {

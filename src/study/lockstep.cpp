@@ -113,10 +113,12 @@ class Group {
     train::Targets t;
     int64_t step = 0;
     while (source.next(h, nullptr, t)) {
+      const auto steps = Clock::now();
       each(active, [&](RunState& r) {
         r.schedule->before_step(r.trainer->global_step());
         r.trainer->train_step(h, t);
       });
+      timing_.step_seconds += seconds_since(steps);
       timing_.train_samples += t.y.size(0) * static_cast<int64_t>(active.size());
       progress.step(epoch, ++step, t.y.size(0));
     }
@@ -213,8 +215,10 @@ class Group {
     });
     if (!finishing.empty()) finish(finishing, epoch);
     each(active, [&](RunState& r) {
+      const auto t0 = Clock::now();
       db_.write_epoch(r.id(), epoch, r.trainer->recorder().flush());
       r.save_checkpoint(epoch);
+      timing_.store_seconds += seconds_since(t0);
       if (std::find(finishing.begin(), finishing.end(), &r) != finishing.end()) complete(r);
     });
   }
