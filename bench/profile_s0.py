@@ -58,9 +58,10 @@ def conv_rate(threads, repeats=5):
 
 def mobilenet_flops():
     """Forward FLOPs per 224x224 image: features.0-17, and features.18 + the S0 head."""
-    model = torchvision.models.mobilenet_v2().eval()
+    model = torchvision.models.mobilenet_v2()
     model.classifier = nn.Sequential(nn.Linear(1280, kHidden), nn.BatchNorm1d(kHidden),
                                      nn.ReLU(), nn.Dropout(0.2), nn.Linear(kHidden, 10))
+    model.eval()
     counts = {"prefix": 0.0, "tail": 0.0}
     stage = {"name": "prefix"}
 
