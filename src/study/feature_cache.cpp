@@ -49,7 +49,7 @@ bool spot_check(const FeatureCacheRequest& r, const data::Dataset& ds, const io:
   b.start_epoch(0);
   data::Batch batch;
   b.next(batch);
-  models::Classifier model = r.model;
+  models::Classifier model = r.runner ? r.runner : r.model;
   torch::Tensor fresh = prefix_forward(model, batch.x, r.cut, r.channels_last).to(torch::kCPU);
   torch::Tensor stored = f.gather(items, torch::zeros({2}, torch::kLong), torch::kCPU);
   // fp16 keeps ~3 significant digits.
@@ -74,6 +74,7 @@ std::string prefix_fingerprint(models::Classifier& model, int64_t cut) {
 FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const data::Dataset& ds) {
   require(ds.size() > 0, "feature cache", "the dataset is empty");
   models::Classifier model = r.model;
+  models::Classifier runner = r.runner ? r.runner : r.model;
   train::EvalModeGuard eval_mode(*model);
   torch::NoGradGuard no_grad;
 
@@ -123,7 +124,7 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
   log::info("feature cache: computing the frozen prefix for ", ds.size(), " images x ", r.views,
             " view(s) into ", path);
   while (batcher.next(batch)) {
-    torch::Tensor h = prefix_forward(model, batch.x, r.cut, r.channels_last);
+    torch::Tensor h = prefix_forward(runner, batch.x, r.cut, r.channels_last);
     if (!writer) {
       io::FeatureFileSpec spec;
       spec.key = key_text;
@@ -134,7 +135,7 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
     }
     writer->write(0, first, h);
     if (r.views > 1)
-      writer->write(1, first, prefix_forward(model, batch.x.flip(3), r.cut, r.channels_last));
+      writer->write(1, first, prefix_forward(runner, batch.x.flip(3), r.cut, r.channels_last));
     first += batch.x.size(0);
     out.image_views += batch.x.size(0) * r.views;
   }

@@ -19,6 +19,9 @@ namespace normlab::study {
 
 struct FeatureCacheRequest {
   models::Classifier model{nullptr};  // holds the frozen prefix; run in eval mode here
+  // What computes the features when set (models::folded_prefix of `model`: the same outputs
+  // within 1e-5); `model` still keys the file.
+  models::Classifier runner{nullptr};
   int64_t cut = 0;                    // prefix = stages [0, cut)
   std::string architecture;           // model options without the head (JSON text)
   data::BatcherOptions preprocess;    // resize, mean/stddev, device, batch size (no augment)

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "data/augment.h"
+#include "models/fold_batchnorm.h"
 #include "models/prefix.h"
 #include "study/engine_timing.h"
 #include "study/feature_cache.h"
@@ -141,11 +142,17 @@ FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
     : lead_(lead),
       architecture_(std::move(architecture)),
       prefix_(std::move(prefix)),
+      runner_(prefix_),
       cut_(cut),
       device_(device),
       splits_(splits),
       timing_(timing),
       channels_(splits.train.images.size(1)) {
+  if (lead_.train.frozen_bn == train::FrozenBatchNorm::kFreeze && cut_ > 0) {
+    int64_t folded = 0;
+    runner_ = models::folded_prefix(*prefix_, cut_, lead_.channels_last, &folded);
+    if (folded == 0) runner_ = prefix_;
+  }
   const std::string& mode = lead_.data.feature_cache;
   const std::string why = cache_refusal();
   cached_ = mode != "off" && why.empty();
@@ -174,6 +181,7 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
   if (cached_) {
     FeatureCacheRequest r;
     r.model = prefix_;
+    r.runner = runner_;
     r.cut = cut_;
     r.architecture = architecture_;
     r.preprocess = batcher_options(o.data, channels_, device_, false, ds.size());
@@ -187,7 +195,7 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
         training, training && o.data.augment.hflip, o.seed, device_, training ? &timing_ : nullptr);
   }
   data::Batcher b(ds, batcher_options(o.data, channels_, device_, training, ds.size()), o.seed);
-  return std::make_unique<TrunkSource>(std::move(b), prefix_, cut_, o.channels_last,
+  return std::make_unique<TrunkSource>(std::move(b), runner_, cut_, o.channels_last,
                                        training ? &timing_ : nullptr);
 }
 

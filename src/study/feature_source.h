@@ -68,6 +68,10 @@ class FeatureSources : public train::EvalBatches {
   const RunOptions& lead_;
   std::string architecture_;
   models::Classifier prefix_;
+  // What runs the prefix for features: prefix_, or in a frozen_bn = "freeze" group (the prefix
+  // never changes) its copy with BatchNorm folded into the convolutions (models/
+  // fold_batchnorm.h).
+  models::Classifier runner_;
   int64_t cut_;
   torch::Device device_;
   const data::Splits& splits_;
