@@ -598,6 +598,7 @@ def parse_args(argv=None):
         kShared, "weights", "mobilenet_v2_imagenet_tflite_qat_dequant.safetensors"))
     p.add_argument("--python", default=sys.executable, help="interpreter for the peers")
     p.add_argument("--skip-cache", action="store_true", help="only the faithful mode")
+    p.add_argument("--skip-faithful", action="store_true", help="only the cache mode")
     p.add_argument("--skip-reference", action="store_true", help="run no PyTorch peer")
     p.add_argument("--skip-normlab", action="store_true")
     p.add_argument("--channels-last", action="store_true",
@@ -632,7 +633,8 @@ def main(argv=None):
     if args.prepare_only:
         return 0
     seeds = list(range(args.seeds))
-    modes = ["faithful"] if args.skip_cache else ["faithful", "cache"]
+    modes = [m for m, skip in (("faithful", args.skip_faithful), ("cache", args.skip_cache))
+             if not skip]
     peers = [] if args.skip_reference else args.peer_list
     report = {"args": vars(args), "formula": kFormula, "peers": peers,
               "margin": args.margin, "alpha": args.alpha, "modes": {}}
