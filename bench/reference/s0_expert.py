@@ -268,59 +268,26 @@ def main(argv=None):
     else:
         features_of = lambda idx: split.trunk_forward(to_input(val_images[idx]))  # noqa: E731
 
-    train_seconds = val_seconds = 0.0
-    val_accs, val_losses, val_predictions = [], [], []
+    log = naive.EpochLog(name, args.epochs)
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         if use_cache:
-            train_loss, train_acc, n_train = train_epoch_cache(
-                split, optimizer, trainable, train_views, train_labels, args)
+            train = train_epoch_cache(split, optimizer, trainable, train_views, train_labels,
+                                      args)
         else:
-            train_loss, train_acc, n_train = train_epoch_trunk(
-                split, optimizer, trainable, train_images, train_labels, args)
+            train = train_epoch_trunk(split, optimizer, trainable, train_images, train_labels,
+                                      args)
         t1 = time.perf_counter()
-        val_predictions = []  # the last epoch's are kept
-        val_loss, val_acc, n_val = evaluate(split, val_labels, features_of, val_predictions)
-        t2 = time.perf_counter()
-        train_seconds += t1 - t0
-        val_seconds += t2 - t1
-        val_accs.append(val_acc)
-        val_losses.append(val_loss)
-        print(f"{name} epoch {epoch + 1}/{args.epochs}: train_loss {train_loss:.4f} "
-              f"train_acc {train_acc:.2f} val_loss {val_loss:.4f} val_acc {val_acc:.2f}  "
-              f"(train {t1 - t0:.1f} s, {n_train / (t1 - t0):.1f} img/s; "
-              f"val {t2 - t1:.1f} s, {n_val / (t2 - t1):.1f} img/s)", flush=True)
+        predictions = []
+        val = evaluate(split, val_labels, features_of, predictions)
+        log.add(epoch, train, val, (t1 - t0, time.perf_counter() - t1), predictions)
 
-    result = {
-        "peer": "expert",
-        "config": {"name": name, "norm": args.norm, "clip": args.clip, "aug": args.aug,
-                   "frozen_bn": args.frozen_bn, "channels_last": True,
-                   "recalibrate_scope": args.recalibrate_scope,
-                   "feature_cache": use_cache},
-        "seed": args.seed,
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "train_images": len(train_labels),
-        "val_images": len(val_labels),
-        "epochs": args.epochs,
-        "train_seconds": train_seconds,
-        "val_seconds": val_seconds,
-        "setup_seconds": setup_seconds,
-        "cache_seconds": cache_seconds,
-        "cache_images": cache_images,
-        "wall_seconds": time.perf_counter() - _T_START,
-        "val_acc_per_epoch": val_accs,
-        "val_loss_per_epoch": val_losses,
-        "val_acc": val_accs[-1] if val_accs else None,
-        "val_loss": val_losses[-1] if val_losses else None,
-        # predicted class of each test_batch.bin image (file order) after the last epoch
-        "val_predictions": val_predictions if val_accs else None,
-    }
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return result
+    config = {"name": name, "norm": args.norm, "clip": args.clip, "aug": args.aug,
+              "frozen_bn": args.frozen_bn, "channels_last": True,
+              "recalibrate_scope": args.recalibrate_scope, "feature_cache": use_cache}
+    return log.result(args, config, len(train_labels), len(val_labels), setup_seconds,
+                      {"peer": "expert", "cache_seconds": cache_seconds,
+                       "cache_images": cache_images})
 
 
 if __name__ == "__main__":

@@ -306,6 +306,57 @@ def evaluate(model, loader, args, predictions=None):
     return total_loss / seen, 100.0 * correct / seen, seen
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Per-epoch progress and the result JSON, shared with the expert peer (s0_expert.py)
+
+
+class EpochLog:
+    """Per-epoch validation results and timings of one run."""
+
+    def __init__(self, name, epochs):
+        self.name, self.epochs = name, epochs
+        self.train_seconds = self.val_seconds = 0.0
+        self.val_accs, self.val_losses, self.val_predictions = [], [], []
+
+    def add(self, epoch, train, val, seconds, predictions):
+        """train, val: (loss, acc, images); seconds: (train, val); predictions: the epoch's."""
+        (train_loss, train_acc, n_train), (val_loss, val_acc, n_val) = train, val
+        t_train, t_val = seconds
+        self.train_seconds += t_train
+        self.val_seconds += t_val
+        self.val_accs.append(val_acc)
+        self.val_losses.append(val_loss)
+        self.val_predictions = predictions  # the last epoch's are kept
+        print(f"{self.name} epoch {epoch + 1}/{self.epochs}: train_loss {train_loss:.4f} "
+              f"train_acc {train_acc:.2f} val_loss {val_loss:.4f} val_acc {val_acc:.2f}  "
+              f"(train {t_train:.1f} s, {n_train / t_train:.1f} img/s; "
+              f"val {t_val:.1f} s, {n_val / t_val:.1f} img/s)", flush=True)
+
+    def result(self, args, config, train_images, val_images, setup_seconds, extra=None):
+        """The result JSON (bench/s0_bench.py reads it), written to args.json when given."""
+        out = {"config": config, "seed": args.seed, "threads": args.threads,
+               "torch": torch.__version__, "train_images": train_images,
+               "val_images": val_images, "epochs": args.epochs,
+               "train_seconds": self.train_seconds, "val_seconds": self.val_seconds,
+               "setup_seconds": setup_seconds}
+        out.update(extra or {})
+        out.update({
+            "wall_seconds": time.perf_counter() - _T_START,
+            "val_acc_per_epoch": self.val_accs,
+            "val_loss_per_epoch": self.val_losses,
+            "val_acc": self.val_accs[-1] if self.val_accs else None,
+            "val_loss": self.val_losses[-1] if self.val_losses else None,
+            # predicted class of each test_batch.bin image (file order) after the last epoch
+            "val_predictions": self.val_predictions if self.val_accs else None,
+        })
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=2)
+        return out
+
+
 def make_parser():
     """The command line (bench/reference/s0_expert.py extends it)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -383,51 +434,19 @@ def main(argv=None):
           f"{len(train_set)} train / {len(val_set)} val images; setup {setup_seconds:.1f} s",
           flush=True)
 
-    train_seconds = val_seconds = 0.0
-    val_accs, val_losses, val_predictions = [], [], []
+    log = EpochLog(name, args.epochs)
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
-        train_loss, train_acc, n_train = train_epoch(model, train_loader, optimizer, trainable,
-                                                     args)
+        train = train_epoch(model, train_loader, optimizer, trainable, args)
         t1 = time.perf_counter()
-        val_predictions = []  # the last epoch's are kept
-        val_loss, val_acc, n_val = evaluate(model, val_loader, args, val_predictions)
-        t2 = time.perf_counter()
-        train_seconds += t1 - t0
-        val_seconds += t2 - t1
-        val_accs.append(val_acc)
-        val_losses.append(val_loss)
-        print(f"{name} epoch {epoch + 1}/{args.epochs}: train_loss {train_loss:.4f} "
-              f"train_acc {train_acc:.2f} val_loss {val_loss:.4f} val_acc {val_acc:.2f}  "
-              f"(train {t1 - t0:.1f} s, {n_train / (t1 - t0):.1f} img/s; "
-              f"val {t2 - t1:.1f} s, {n_val / (t2 - t1):.1f} img/s)", flush=True)
+        predictions = []
+        val = evaluate(model, val_loader, args, predictions)
+        log.add(epoch, train, val, (t1 - t0, time.perf_counter() - t1), predictions)
 
-    result = {
-        "config": {"name": name, "norm": args.norm, "clip": args.clip, "aug": args.aug,
-                   "frozen_bn": args.frozen_bn, "channels_last": args.channels_last,
-                   "recalibrate_scope": args.recalibrate_scope},
-        "seed": args.seed,
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "train_images": len(train_set),
-        "val_images": len(val_set),
-        "epochs": args.epochs,
-        "train_seconds": train_seconds,
-        "val_seconds": val_seconds,
-        "setup_seconds": setup_seconds,
-        "wall_seconds": time.perf_counter() - _T_START,
-        "val_acc_per_epoch": val_accs,
-        "val_loss_per_epoch": val_losses,
-        "val_acc": val_accs[-1] if val_accs else None,
-        "val_loss": val_losses[-1] if val_losses else None,
-        # predicted class of each test_batch.bin image (file order) after the last epoch
-        "val_predictions": val_predictions if val_accs else None,
-    }
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return result
+    config = {"name": name, "norm": args.norm, "clip": args.clip, "aug": args.aug,
+              "frozen_bn": args.frozen_bn, "channels_last": args.channels_last,
+              "recalibrate_scope": args.recalibrate_scope}
+    return log.result(args, config, len(train_set), len(val_set), setup_seconds)
 
 
 if __name__ == "__main__":
