@@ -37,9 +37,7 @@ _T_START = time.perf_counter()  # before the heavy imports: wall_seconds covers 
 
 import glob
 import itertools
-import json
 import os
-import random
 import sys
 
 import numpy as np
@@ -217,11 +215,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    name = f"norm={args.norm} clip={args.clip:g}"
+    name = naive.start(args)
     use_cache = args.aug == "flip" and args.frozen_bn == "freeze"
 
     t_setup = time.perf_counter()

@@ -391,13 +391,18 @@ def parse_args(argv=None):
     return make_parser().parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def start(args):
+    """Threads and seeds, as every peer sets them; returns the run's display name."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    name = f"norm={args.norm} clip={args.clip:g}"
+    return f"norm={args.norm} clip={args.clip:g}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    name = start(args)
 
     t_setup = time.perf_counter()
     train_files = sorted(glob.glob(os.path.join(args.data, "data_batch_*.bin")))
