@@ -13,7 +13,6 @@ The tests that need ../shared/data (CIFAR-10 binaries, the MobileNetV2 weights) 
 without it. Takes about 10 s on 2 cores.
 """
 
-import glob
 import itertools
 import os
 import sys
