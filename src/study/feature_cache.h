@@ -22,10 +22,10 @@ struct FeatureCacheRequest {
   // What computes the features when set (models::folded_prefix of `model`: the same outputs
   // within 1e-5); `model` still keys the file.
   models::Classifier runner{nullptr};
-  int64_t cut = 0;                    // prefix = stages [0, cut)
-  std::string architecture;           // model options without the head (JSON text)
-  data::BatcherOptions preprocess;    // resize, mean/stddev, device, batch size (no augment)
-  int64_t views = 1;                  // 1 = as is, 2 = as is + horizontally flipped
+  int64_t cut = 0;                  // prefix = stages [0, cut)
+  std::string architecture;         // model options without the head (JSON text)
+  data::BatcherOptions preprocess;  // resize, mean/stddev, device, batch size (no augment)
+  int64_t views = 1;                // 1 = as is, 2 = as is + horizontally flipped
   bool channels_last = false;
   bool progress = false;
 };
