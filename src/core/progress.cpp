@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 namespace normlab {
 
@@ -10,7 +12,13 @@ Progress::Progress(ProgressOptions options)
     : options_(std::move(options)),
       tty_(isatty(fileno(options_.stream)) != 0),
       start_(std::chrono::steady_clock::now()),
-      last_print_(start_) {}
+      last_print_(start_) {
+  if (const char* env = std::getenv("NORMLAB_PROGRESS_SECONDS")) {
+    char* end = nullptr;
+    const double v = std::strtod(env, &end);
+    if (end != env && *end == '\0' && v >= 0) options_.plain_interval_s = v;
+  }
+}
 
 std::string Progress::format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -46,19 +54,38 @@ void Progress::epoch_done(int64_t epoch, const std::string& summary) {
   print(epoch, options_.steps_per_epoch, true, summary);
 }
 
+void Progress::finish(const std::string& summary) {
+  if (!options_.enabled) return;
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (!printed_ && elapsed < options_.quiet_below_s) return;
+  print(0, steps_done_, true, summary);
+}
+
 void Progress::print(int64_t epoch, int64_t step, bool final_line, const std::string& summary) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = elapsed > 0 ? static_cast<double>(images_) / elapsed : 0.0;
-  int64_t total_steps = options_.epochs * options_.steps_per_epoch;
+  int64_t total_steps = std::max<int64_t>(options_.epochs, 1) * options_.steps_per_epoch;
   double eta = steps_done_ > 0 ? elapsed / static_cast<double>(steps_done_) *
                                      static_cast<double>(total_steps - steps_done_)
                                : NAN;
+  // A finished phase reports its duration instead of an ETA of zero.
+  const std::string when = options_.epochs == 0 && final_line ? "took " + format_duration(elapsed)
+                                                              : "ETA " + format_duration(eta);
   char line[512];
-  std::snprintf(line, sizeof line, "%s epoch %lld/%lld step %lld/%lld  %.0f img/s  ETA %s%s%s",
-                options_.label.c_str(), static_cast<long long>(epoch + 1),
-                static_cast<long long>(options_.epochs), static_cast<long long>(step),
-                static_cast<long long>(options_.steps_per_epoch), rate,
-                format_duration(eta).c_str(), summary.empty() ? "" : "  ", summary.c_str());
+  if (options_.epochs == 0) {
+    std::snprintf(line, sizeof line, "%s: batch %lld/%lld  %.0f img/s  %s%s%s",
+                  options_.label.c_str(), static_cast<long long>(step),
+                  static_cast<long long>(options_.steps_per_epoch), rate, when.c_str(),
+                  summary.empty() ? "" : "  ", summary.c_str());
+  } else {
+    std::snprintf(line, sizeof line, "%s epoch %lld/%lld step %lld/%lld  %.0f img/s  %s%s%s",
+                  options_.label.c_str(), static_cast<long long>(epoch + 1),
+                  static_cast<long long>(options_.epochs), static_cast<long long>(step),
+                  static_cast<long long>(options_.steps_per_epoch), rate, when.c_str(),
+                  summary.empty() ? "" : "  ", summary.c_str());
+  }
+  printed_ = true;
   if (tty_) {
     std::fprintf(options_.stream, "\r\033[K%s%s", line, final_line ? "\n" : "");
   } else {

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "io/cache.h"
 #include "models/prefix.h"
 #include "train/guards.h"
@@ -123,6 +124,14 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
   int64_t first = 0;
   log::info("feature cache: computing the frozen prefix for ", ds.size(), " images x ", r.views,
             " view(s) into ", path);
+  ProgressOptions po;
+  po.label = "feature cache (" + (r.split.empty() ? std::string("images") : r.split) + ", " +
+             std::to_string(ds.size()) + " images x " + std::to_string(r.views) + " view(s))";
+  po.epochs = 0;
+  po.steps_per_epoch = batcher.batches_per_epoch();
+  po.enabled = r.progress;
+  Progress progress(po);
+  int64_t step = 0;
   while (batcher.next(batch)) {
     torch::Tensor h = prefix_forward(runner, batch.x, r.cut, r.channels_last);
     if (!writer) {
@@ -138,8 +147,10 @@ FeatureCacheResult cached_prefix_features(const FeatureCacheRequest& r, const da
       writer->write(1, first, prefix_forward(runner, batch.x.flip(3), r.cut, r.channels_last));
     first += batch.x.size(0);
     out.image_views += batch.x.size(0) * r.views;
+    progress.step(0, ++step, batch.x.size(0) * r.views);
   }
   writer->commit();
+  progress.finish("written");
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.built = true;
   out.file = std::make_shared<io::FeatureFile>(io::FeatureFile::open(path, key_text));

@@ -27,7 +27,8 @@ struct FeatureCacheRequest {
   data::BatcherOptions preprocess;  // resize, mean/stddev, device, batch size (no augment)
   int64_t views = 1;                // 1 = as is, 2 = as is + horizontally flipped
   bool channels_last = false;
-  bool progress = false;
+  std::string split;      // names the build in progress lines ("train", "val", ...)
+  bool progress = false;  // images/s and ETA while building
 };
 
 struct FeatureCacheResult {

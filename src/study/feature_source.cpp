@@ -138,7 +138,7 @@ data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch
 
 FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
                                models::Classifier prefix, int64_t cut, torch::Device device,
-                               const data::Splits& splits, EngineTiming& timing)
+                               const data::Splits& splits, EngineTiming& timing, bool progress)
     : lead_(lead),
       architecture_(std::move(architecture)),
       prefix_(std::move(prefix)),
@@ -147,7 +147,8 @@ FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
       device_(device),
       splits_(splits),
       timing_(timing),
-      channels_(splits.train.images.size(1)) {
+      channels_(splits.train.images.size(1)),
+      progress_(progress) {
   if (lead_.train.frozen_bn == train::FrozenBatchNorm::kFreeze && cut_ > 0) {
     int64_t folded = 0;
     runner_ = models::folded_prefix(*prefix_, cut_, lead_.channels_last, &folded);
@@ -159,9 +160,9 @@ FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
   require(mode != "require" || cached_, "data.feature_cache = \"require\"",
           "the feature cache cannot be used: " + why,
           "use \"auto\" to fall back to running the prefix every batch");
-  train_ = make(splits_.train, true);
-  if (splits_.val.size() > 0) val_ = make(splits_.val, false);
-  if (splits_.test.size() > 0) test_ = make(splits_.test, false);
+  train_ = make(splits_.train, true, "train");
+  if (splits_.val.size() > 0) val_ = make(splits_.val, false, "val");
+  if (splits_.test.size() > 0) test_ = make(splits_.test, false, "test");
 }
 
 std::string FeatureSources::cache_refusal() const {
@@ -176,7 +177,8 @@ std::string FeatureSources::cache_refusal() const {
   return "";
 }
 
-std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, bool training) {
+std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, bool training,
+                                                    const std::string& split) {
   const RunOptions& o = lead_;
   if (cached_) {
     FeatureCacheRequest r;
@@ -187,6 +189,8 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
     r.preprocess = batcher_options(o.data, channels_, device_, false, ds.size());
     r.views = (training ? o.data.augment.hflip : o.tta) ? 2 : 1;
     r.channels_last = o.channels_last;
+    r.split = split;
+    r.progress = progress_;
     auto res = cached_prefix_features(r, ds);
     timing_.cache_seconds += res.seconds;
     timing_.cache_images += res.image_views;
@@ -203,7 +207,7 @@ FeatureSource* FeatureSources::eval(const std::string& split) {
   if (split == "val") return val_.get();
   if (split == "test") return test_.get();
   if (split == "train_eval") {
-    if (!train_eval_) train_eval_ = make(splits_.train, false);
+    if (!train_eval_) train_eval_ = make(splits_.train, false, "train_eval");
     return train_eval_.get();
   }
   throw Error("split '" + split + "'", "unknown evaluation split", "use val, test or train_eval");

@@ -44,7 +44,7 @@ class FeatureSources : public train::EvalBatches {
   // `architecture` the model config without head and weights (JSON text, the cache key).
   FeatureSources(const RunOptions& lead, std::string architecture, models::Classifier prefix,
                  int64_t cut, torch::Device device, const data::Splits& splits,
-                 EngineTiming& timing);
+                 EngineTiming& timing, bool progress);
 
   // Why the feature cache cannot serve this group ("" when it can).
   std::string cache_refusal() const;
@@ -63,7 +63,8 @@ class FeatureSources : public train::EvalBatches {
 
  private:
   const data::Dataset* dataset(const std::string& split) const;
-  std::unique_ptr<FeatureSource> make(const data::Dataset& ds, bool training);
+  std::unique_ptr<FeatureSource> make(const data::Dataset& ds, bool training,
+                                      const std::string& split);
 
   const RunOptions& lead_;
   std::string architecture_;
@@ -78,6 +79,7 @@ class FeatureSources : public train::EvalBatches {
   EngineTiming& timing_;
   int64_t channels_;
   bool cached_ = false;
+  bool progress_;  // progress lines while a cache file is built
   std::unique_ptr<FeatureSource> train_, val_, test_, train_eval_;
 };
 

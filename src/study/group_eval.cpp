@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "core/progress.h"
+
 #include "train/autocast.h"
 #include "train/guards.h"
 
@@ -10,7 +12,7 @@ namespace normlab::study {
 std::vector<Evaluation> evaluate_runs(const std::vector<RunState*>& who, FeatureSource& source,
                                       models::ClassifierImpl& prefix, const std::string& split,
                                       int64_t num_classes, torch::Device device,
-                                      const RunOptions& lead, EngineTiming& timing) {
+                                      const RunOptions& lead, EngineTiming& timing, bool progress) {
   std::vector<std::unique_ptr<train::EvalModeGuard>> guards;
   guards.push_back(std::make_unique<train::EvalModeGuard>(prefix));
   std::vector<train::EvalAccumulator> tta_acc, plain_acc;
@@ -23,6 +25,13 @@ std::vector<Evaluation> evaluate_runs(const std::vector<RunState*>& who, Feature
   train::AutocastGuard autocast(device, lead.precision);
   const bool tta = lead.tta;
   source.start_epoch(0);
+  ProgressOptions po;
+  po.label = "evaluating " + std::to_string(who.size()) + " run(s) on " + split;
+  po.epochs = 0;
+  po.steps_per_epoch = source.batches_per_epoch();
+  po.enabled = progress;
+  Progress bar(po);
+  int64_t step = 0;
   torch::Tensor h, h_flip;
   train::Targets t;
   while (source.next(h, tta ? &h_flip : nullptr, t)) {
@@ -35,7 +44,9 @@ std::vector<Evaluation> evaluate_runs(const std::vector<RunState*>& who, Feature
       }
     }
     timing.eval_samples += t.y.size(0) * static_cast<int64_t>(who.size());
+    bar.step(0, ++step, t.y.size(0));
   }
+  bar.finish("");
   std::vector<Evaluation> out;
   for (size_t i = 0; i < who.size(); ++i) {
     Evaluation e;

@@ -16,6 +16,6 @@ namespace normlab::study {
 std::vector<Evaluation> evaluate_runs(const std::vector<RunState*>& who, FeatureSource& source,
                                       models::ClassifierImpl& prefix, const std::string& split,
                                       int64_t num_classes, torch::Device device,
-                                      const RunOptions& lead, EngineTiming& timing);
+                                      const RunOptions& lead, EngineTiming& timing, bool progress);
 
 }  // namespace normlab::study

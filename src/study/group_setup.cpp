@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/runtime.h"
 #include "models/prefix.h"
 #include "models/recalibrate.h"
@@ -32,7 +33,7 @@ models::Classifier build(const RunOptions& o, const data::Splits& splits, torch:
 // BN-folded imports carry placeholder statistics; measure the real ones on unaugmented
 // training batches before any BN layer runs in train mode. Only the loaded backbone is
 // recalibrated: a new head has nothing to fix.
-void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs) {
+void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs, bool progress) {
   const RunOptions& o = runs.front()->o;
   const int64_t channels = g.splits.train.images.size(1);
   data::Batcher calib(g.splits.train,
@@ -44,8 +45,15 @@ void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs) {
   // The same images as whole evaluation batches, fed in chunks: statistics are merged
   // exactly (Chan et al.), and a 256-image batch at 224x224 would need ~10 GB at once.
   std::vector<torch::Tensor> chunks;
+  ProgressOptions po;
+  po.label = "recalibrating BatchNorm";
+  po.epochs = 0;
+  po.steps_per_epoch = std::min(o.recalibrate_batches, calib.batches_per_epoch());
+  po.enabled = progress;
+  Progress bar(po);
   auto report = models::recalibrate_batchnorm(*g.prefix, [&](torch::Tensor& x) {
     if (chunks.empty()) {
+      if (batches > 0) bar.step(0, batches, b.x.size(0));
       if (batches++ >= o.recalibrate_batches || !calib.next(b)) return false;
       auto parts = b.x.split(models::kPrefixChunk * 4);
       chunks.assign(parts.rbegin(), parts.rend());
@@ -54,6 +62,7 @@ void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs) {
     chunks.pop_back();
     return true;
   });
+  bar.finish("");
   const int64_t trunk = g.prefix->num_stages();  // every stage: the head is not copied
   for (auto& r : runs) {
     if (r->start_epoch == 0) models::copy_prefix(*g.prefix, *r->model, trunk, false);
@@ -90,7 +99,7 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
   }
   const bool any_fresh =
       std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r->start_epoch == 0; });
-  if (o.recalibrate_bn && any_fresh) recalibrate(g, runs);
+  if (o.recalibrate_bn && any_fresh) recalibrate(g, runs, options.progress);
 
   // NHWC speeds up the inference-only prefix (oneDNN: 1.5-1.8x on MobileNetV2 here) but
   // slows the tails' backward (a 1x1 conv's weight gradient ran 2.3x slower in NHWC), so

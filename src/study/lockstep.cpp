@@ -42,7 +42,7 @@ class Group {
     // The cache's architecture key; the prefix fingerprint covers the weights' bytes.
     const std::string arch = prefix_key(runs_.front()->ref.plan->config).architecture().dump();
     sources_ = std::make_unique<FeatureSources>(lead(), arch, g_.prefix, g_.cut, g_.device,
-                                                g_.splits, timing_);
+                                                g_.splits, timing_, options_.progress);
     release_free_memory();  // the setup's peak (weights, recalibration, cache) is over
     log::info("lockstep group of ", runs_.size(), " run(s): frozen prefix of ", g_.cut,
               " stage(s) ", sources_->cached() ? "read from the feature cache" : "runs per batch");
@@ -128,8 +128,9 @@ class Group {
 
   std::vector<Evaluation> evaluate(const std::vector<RunState*>& who, const std::string& split) {
     auto t0 = Clock::now();
-    auto out = evaluate_runs(who, *sources_->eval(split), *g_.prefix, split,
-                             g_.splits.train.num_classes, g_.device, lead(), timing_);
+    auto out =
+        evaluate_runs(who, *sources_->eval(split), *g_.prefix, split, g_.splits.train.num_classes,
+                      g_.device, lead(), timing_, options_.progress);
     timing_.eval_seconds += seconds_since(t0);
     return out;
   }

@@ -8,6 +8,7 @@
 
 #include "cli/run_normlab.h"
 #include "core/files.h"
+#include "io/test_files.h"
 #include "models/model.h"
 #include "study/weights.h"
 
@@ -81,6 +82,28 @@ TEST(Cli, S0SmokeFineTunesFromAWeightsFile) {
           " --set model.weights_skip=[\\\"head\\\"] --out " + (dir / "bad").string());
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.output.find("unexpected: classifier.1.weight"), std::string::npos) << bad.output;
+  fs::remove_all(dir);
+}
+
+// Issue 11: a log (not a terminal) shows periodic lines with images/s and ETA for every long
+// phase, not one line and then silence while the feature cache is built.
+TEST(Cli, LongPhasesPrintProgressToALog) {
+  auto dir = temp_dir("progress");
+  Result r;
+  {
+    normlab::testing::EnvGuard every_batch("NORMLAB_PROGRESS_SECONDS", "0");      // a tiny study
+    normlab::testing::EnvGuard cache("NORMLAB_CACHE", (dir / "cache").string());  // not reused
+    r = run("study run " + source("studies/s0_norm_heads.toml") +
+            " --smoke --threads 1 --set model.head.norm=bn --set train.clip_norm=0.0"
+            " --set data.augment.crop_padding=0 --set train.frozen_bn=freeze --out " +
+            dir.string());
+  }
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* line : {"feature cache (train, 76 images x 2 view(s)): batch 1/",
+                           "feature cache (val, 20 images x 1 view(s)): batch 1/",
+                           "evaluating 1 run(s) on val: batch 1/", "img/s  ETA", "took "}) {
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  }
   fs::remove_all(dir);
 }
 

@@ -42,6 +42,57 @@ TEST(Progress, PlainModePrintsEpochLines) {
   EXPECT_NE(out.find("val_acc 50.00"), std::string::npos) << out;
 }
 
+// Captures what a Progress prints in plain mode (a memory stream is not a terminal).
+template <typename F>
+std::string plain_progress(ProgressOptions o, F&& drive) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* mem = open_memstream(&buf, &len);
+  o.stream = mem;
+  {
+    Progress p(o);
+    drive(p);
+  }
+  std::fclose(mem);
+  std::string out(buf, len);
+  free(buf);
+  return out;
+}
+
+TEST(Progress, PhaseWithoutEpochsPrintsBatchesRateAndDuration) {
+  ProgressOptions o;
+  o.label = "feature cache (train, 40000 images x 2 views)";
+  o.epochs = 0;
+  o.steps_per_epoch = 4;
+  o.plain_interval_s = 0;  // every step prints
+  o.quiet_below_s = 0;
+  const std::string out = plain_progress(o, [](Progress& p) {
+    for (int s = 1; s <= 4; ++s) p.step(0, s, 100);
+    p.finish("written");
+  });
+  EXPECT_NE(out.find("feature cache (train, 40000 images x 2 views): batch 2/4"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("ETA"), std::string::npos) << out;
+  EXPECT_NE(out.find("batch 4/4"), std::string::npos) << out;
+  EXPECT_NE(out.find("took "), std::string::npos) << out;
+  EXPECT_NE(out.find("written"), std::string::npos) << out;
+  EXPECT_EQ(out.find("epoch"), std::string::npos) << out;
+}
+
+TEST(Progress, ShortSilentPhaseStaysSilent) {
+  ProgressOptions o;
+  o.label = "evaluating";
+  o.epochs = 0;
+  o.steps_per_epoch = 2;
+  o.quiet_below_s = 60;  // throttled by the default 10 s interval: nothing printed before
+  const std::string out = plain_progress(o, [](Progress& p) {
+    p.step(0, 1, 10);
+    p.step(0, 2, 10);
+    p.finish("done");
+  });
+  EXPECT_EQ(out, "");
+}
+
 TEST(Runtime, ThreadsAndDevices) {
   EXPECT_EQ(apply_threads(1), 1);
   EXPECT_GE(apply_threads(0), 1);
