@@ -19,5 +19,6 @@ void add_weights_commands(CLI::App& app, std::vector<Command>& out);  // weights
 void add_data_commands(CLI::App& app, std::vector<Command>& out);     // data fetch|list
 void add_predict_command(CLI::App& app, std::vector<Command>& out);   // predict
 void add_probes_commands(CLI::App& app, std::vector<Command>& out);   // probes list
+void add_doctor_command(CLI::App& app, std::vector<Command>& out);    // doctor
 
 }  // namespace normlab::cli

@@ -38,12 +38,6 @@ int data_fetch(const DataFetchArgs& a) {
   return 0;
 }
 
-// The default locations load_dataset searches, in its order (data/registry.cpp): Debian's
-// dataset-* packages, then normlab's cache.
-std::vector<std::string> default_dirs(const std::string& name) {
-  return {"/usr/share/datasets/" + name, data::default_fetch_dir(name)};
-}
-
 int data_list() {
   const auto fetchable = data::fetchable_datasets();
   for (const auto& name : data::dataset_names()) {
@@ -51,19 +45,7 @@ int data_list() {
       std::printf("%-14s built in (generated)\n", name.c_str());
       continue;
     }
-    std::string where;
-    for (const auto& dir : default_dirs(name)) {
-      data::DatasetSource src;
-      src.name = name;
-      src.path = dir;
-      src.train = false;  // the smaller split: enough to know the files are there and load
-      try {
-        data::load_dataset(src);
-        where = dir;
-        break;
-      } catch (const Error&) {
-      }
-    }
+    const std::string where = data::locate_dataset(name);
     const bool can_fetch = std::find(fetchable.begin(), fetchable.end(), name) != fetchable.end();
     if (!where.empty()) {
       std::printf("%-14s %s\n", name.c_str(), where.c_str());

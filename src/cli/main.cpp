@@ -11,6 +11,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "core/version.h"
 #include "report/report.h"
 #include "study/runner.h"
 #include "study/spec.h"
@@ -180,6 +181,7 @@ void add_study_commands(CLI::App& app, std::vector<Command>& out) {
 int main(int argc, char** argv) {
   normlab::sleep_idle_openmp_threads(argv);
   CLI::App app{"normlab: normalization and gradient-dynamics studies in transfer learning"};
+  app.set_version_flag("--version", normlab::version_line());
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Debug logging");
@@ -189,6 +191,7 @@ int main(int argc, char** argv) {
   normlab::cli::add_data_commands(app, commands);
   normlab::cli::add_predict_command(app, commands);
   normlab::cli::add_probes_commands(app, commands);
+  normlab::cli::add_doctor_command(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   normlab::keep_freed_memory();

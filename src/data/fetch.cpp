@@ -117,6 +117,25 @@ std::string default_fetch_dir(const std::string& name) {
   return (fs::path(io::cache_dir()) / "datasets" / name).string();
 }
 
+std::vector<std::string> default_dataset_dirs(const std::string& name) {
+  return {"/usr/share/datasets/" + name, default_fetch_dir(name)};
+}
+
+std::string locate_dataset(const std::string& name) {
+  for (const auto& dir : default_dataset_dirs(name)) {
+    DatasetSource src;
+    src.name = name;
+    src.path = dir;
+    src.train = false;  // the smaller split: enough to know the files are there and load
+    try {
+      load_dataset(src);
+      return dir;
+    } catch (const Error&) {
+    }
+  }
+  return "";
+}
+
 FetchResult fetch_dataset(const std::string& name, const std::string& dest_dir) {
   FetchOptions options;
   options.dest_dir = dest_dir;

@@ -1,15 +1,20 @@
 // Runs the normlab binary the way a user does and checks what they would see.
 #include <gtest/gtest.h>
 
+#include <torch/version.h>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "cli/run_normlab.h"
 #include "core/files.h"
+#include "core/version.h"
 #include "io/test_files.h"
 #include "models/model.h"
+#include "models/pretrained.h"
 #include "study/weights.h"
 
 namespace {
@@ -104,6 +109,54 @@ TEST(Cli, LongPhasesPrintProgressToALog) {
                            "evaluating 1 run(s) on val: batch 1/", "img/s  ETA", "took "}) {
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   }
+  fs::remove_all(dir);
+}
+
+TEST(Cli, VersionNamesNormlabCommitAndLibTorch) {
+  Result r = run("--version");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("normlab " + normlab::normlab_version() + " (commit "), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("LibTorch " TORCH_VERSION ")"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("commit unknown"), std::string::npos) << "built from git: " << r.output;
+}
+
+// Doctor's verdicts follow what is on disk: an empty cache has no weights and no datasets of
+// its own, a cache holding a registered file reports it cached, and the measured rates are
+// real numbers.
+TEST(Cli, DoctorReportsWhatItFindsAndHowToFixTheRest) {
+  auto dir = temp_dir("doctor");
+  normlab::testing::EnvGuard cache("NORMLAB_CACHE", (dir / "cache").string());
+  Result r = run("doctor --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto json = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  std::map<std::string, nlohmann::json> items;
+  for (const auto& it : json.at("items")) items[it.at("name").get<std::string>()] = it;
+  for (const char* name : {"normlab", "libtorch", "cuda", "threads", "blas", "onednn", "cache",
+                           "report", "data:cifar10", "data:fashion-mnist"}) {
+    ASSERT_TRUE(items.count(name)) << name << "\n" << r.output;
+    const std::string verdict = items[name].at("verdict");
+    EXPECT_TRUE(verdict == "ok" || verdict == "slow" || verdict == "missing") << verdict;
+    EXPECT_EQ(verdict == "ok", items[name].at("fix").get<std::string>().empty()) << name;
+  }
+  EXPECT_GT(items["blas"]["values"]["gflops"].get<double>(), 0.1);
+  EXPECT_EQ(items["cache"]["values"]["path"], (dir / "cache").string());
+  // CIFAR-10 is not in Debian's dataset packages nor in this empty cache.
+  EXPECT_EQ(items["data:cifar10"]["verdict"], "missing");
+  EXPECT_NE(items["data:cifar10"]["fix"].get<std::string>().find("normlab data fetch cifar10"),
+            std::string::npos);
+  const std::string id = "torchvision:mobilenet_v2:IMAGENET1K_V1";
+  ASSERT_TRUE(items.count("weights:" + id)) << r.output;
+  EXPECT_EQ(items["weights:" + id]["verdict"], "missing");
+
+  // A file at the registered weights' cache path counts as cached, with its size.
+  const auto path = normlab::models::pretrained_cache_path(normlab::models::find_pretrained(id));
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path) << std::string(1500, 'w');
+  Result text = run("doctor");
+  ASSERT_EQ(text.code, 0) << text.output;
+  EXPECT_NE(text.output.find("cached: " + path + " (1.5 KB)"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("fix: normlab data fetch cifar10"), std::string::npos) << text.output;
   fs::remove_all(dir);
 }
 
