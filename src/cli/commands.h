@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace normlab::cli {
@@ -14,7 +16,11 @@ struct Command {
   std::function<int()> run;  // called when `app` was parsed; returns the exit code
 };
 
+// --set KEY=VALUE arguments as pairs; throws Error for one without '='.
+std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<std::string>& sets);
+
 void add_study_commands(CLI::App& app, std::vector<Command>& out);    // study run, report, config
+void add_study_tools(CLI::App& study, std::vector<Command>& out);     // study new, validate
 void add_weights_commands(CLI::App& app, std::vector<Command>& out);  // weights inspect|convert
 void add_data_commands(CLI::App& app, std::vector<Command>& out);     // data fetch|list
 void add_predict_command(CLI::App& app, std::vector<Command>& out);   // predict

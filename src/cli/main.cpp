@@ -17,9 +17,6 @@
 #include "study/spec.h"
 
 namespace normlab::cli {
-namespace {
-
-using normlab::Error;
 
 std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<std::string>& sets) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -32,6 +29,10 @@ std::vector<std::pair<std::string, std::string>> parse_sets(const std::vector<st
   }
   return out;
 }
+
+namespace {
+
+using normlab::Error;
 
 std::string default_out_dir(const std::string& spec_path, const std::string& study_name) {
   (void)spec_path;
@@ -140,6 +141,7 @@ void add_study_commands(CLI::App& app, std::vector<Command>& out) {
   run->add_flag("!--no-report", run_args->report, "Do not write report.html at the end");
   run->add_flag("-q,--quiet", run_args->quiet, "No progress lines");
   out.push_back({run, [run_args] { return study_run(*run_args); }});
+  add_study_tools(*study, out);
 
   auto report_dir = std::make_shared<std::string>();
   auto report_out = std::make_shared<std::string>();

@@ -165,16 +165,21 @@ FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
   if (splits_.test.size() > 0) test_ = make(splits_.test, false, "test");
 }
 
-std::string FeatureSources::cache_refusal() const {
-  if (cut_ == 0) return "no frozen prefix (train.trainable is empty or starts at the first stage)";
-  if (!data::flip_only(lead_.data.augment)) {
+std::string feature_cache_refusal(const RunOptions& lead, models::ClassifierImpl& prefix,
+                                  int64_t cut) {
+  if (cut == 0) return "no frozen prefix (train.trainable is empty or starts at the first stage)";
+  if (!data::flip_only(lead.data.augment)) {
     return "augmentation other than horizontal flips changes the prefix input every epoch";
   }
-  if (lead_.train.frozen_bn == train::FrozenBatchNorm::kUpdate &&
-      models::prefix_has_batch_norm(*prefix_.ptr(), cut_)) {
+  if (lead.train.frozen_bn == train::FrozenBatchNorm::kUpdate &&
+      models::prefix_has_batch_norm(prefix, cut)) {
     return "train.frozen_bn = \"update\": the prefix's BatchNorm layers use batch statistics";
   }
   return "";
+}
+
+std::string FeatureSources::cache_refusal() const {
+  return feature_cache_refusal(lead_, *prefix_.ptr(), cut_);
 }
 
 std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, bool training,

@@ -38,6 +38,11 @@ class FeatureSource {
 data::BatcherOptions batcher_options(const DataSlice& d, int64_t channels, torch::Device device,
                                      bool training, int64_t items);
 
+// Why the feature cache cannot serve a group led by `lead` whose frozen prefix is stages
+// [0, cut) of `prefix` ("" when it can).
+std::string feature_cache_refusal(const RunOptions& lead, models::ClassifierImpl& prefix,
+                                  int64_t cut);
+
 class FeatureSources : public train::EvalBatches {
  public:
   // `lead` is the group's first run (the group key makes data and prefix settings equal);

@@ -15,16 +15,21 @@
 
 namespace normlab::study {
 namespace fs = std::filesystem;
-namespace {
 
-models::Classifier build(const RunOptions& o, const data::Splits& splits, torch::Device device,
-                         const std::string& out_dir) {
+models::Classifier build_run_model(const RunOptions& o, const data::Splits& splits) {
   models::ModelOptions mo = o.model;
   mo.in_channels = splits.train.images.size(1);
   mo.input_hw = o.data.resize > 0 ? o.data.resize : splits.train.images.size(2);
   mo.num_classes = splits.train.num_classes;
   apply_seed(o.seed);  // the same initial weights as the run trained alone
-  models::Classifier model = models::build_model(mo);
+  return models::build_model(mo);
+}
+
+namespace {
+
+models::Classifier build(const RunOptions& o, const data::Splits& splits, torch::Device device,
+                         const std::string& out_dir) {
+  models::Classifier model = build_run_model(o, splits);
   if (!o.weights.empty()) load_weights(*model, o.weights, o.weights_skip, out_dir);
   model->to(device);
   return model;

@@ -22,6 +22,10 @@ struct GroupModels {
   int64_t cut = 0;                     // the frozen prefix is stages [0, cut)
 };
 
+// A run's model before any weights load: sized for the data (channels, resolution, classes)
+// and initialised from the run's seed.
+models::Classifier build_run_model(const RunOptions& o, const data::Splits& splits);
+
 // runs.front() leads: the group key makes every setting used here equal across runs.
 GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Store& db,
                         const RunnerOptions& options);
