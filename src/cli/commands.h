@@ -26,5 +26,8 @@ void add_data_commands(CLI::App& app, std::vector<Command>& out);     // data fe
 void add_predict_command(CLI::App& app, std::vector<Command>& out);   // predict
 void add_probes_commands(CLI::App& app, std::vector<Command>& out);   // probes list
 void add_doctor_command(CLI::App& app, std::vector<Command>& out);    // doctor
+// completion bash; register last: the script lists every command registered before it.
+void add_completion_command(CLI::App& app, std::vector<Command>& out);
+std::string bash_completion(const CLI::App& app);
 
 }  // namespace normlab::cli

@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
   normlab::cli::add_predict_command(app, commands);
   normlab::cli::add_probes_commands(app, commands);
   normlab::cli::add_doctor_command(app, commands);
+  normlab::cli::add_completion_command(app, commands);
 
   CLI11_PARSE(app, argc, argv);
   normlab::keep_freed_memory();

@@ -15,9 +15,7 @@ std::vector<std::string> plotly_candidates() {
   if (const char* env = std::getenv("NORMLAB_ASSETS"); env != nullptr && *env != '\0') {
     out.push_back((fs::path(env) / "plotly.js-dist-min" / "plotly.min.js").string());
   }
-#ifdef NORMLAB_ASSET_DIR
-  out.push_back((fs::path(NORMLAB_ASSET_DIR) / "plotly.js-dist-min" / "plotly.min.js").string());
-#endif
+  // An installed normlab's own copy before the source tree it was built from.
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -25,6 +23,9 @@ std::vector<std::string> plotly_candidates() {
                       .lexically_normal()
                       .string());
   }
+#ifdef NORMLAB_ASSET_DIR
+  out.push_back((fs::path(NORMLAB_ASSET_DIR) / "plotly.js-dist-min" / "plotly.min.js").string());
+#endif
   return out;
 }
 

@@ -8,8 +8,8 @@ namespace normlab::report {
 
 // Where plotly.min.js may be, in the order tried:
 //   $NORMLAB_ASSETS/plotly.js-dist-min/plotly.min.js   (explicit override)
-//   NORMLAB_ASSET_DIR/plotly.js-dist-min/plotly.min.js (the source tree's node_modules)
 //   <dir of the executable>/../share/normlab/plotly.min.js (an installed normlab)
+//   NORMLAB_ASSET_DIR/plotly.js-dist-min/plotly.min.js (the source tree's node_modules)
 std::vector<std::string> plotly_candidates();
 
 // Contents of the first existing file in `candidates`; throws Error naming every path tried

@@ -39,15 +39,16 @@ std::vector<std::string> template_dirs() {
   if (const char* env = std::getenv("NORMLAB_STUDIES"); env != nullptr && *env != '\0') {
     out.push_back(env);
   }
-#ifdef NORMLAB_STUDIES_DIR
-  out.push_back(NORMLAB_STUDIES_DIR);
-#endif
+  // An installed normlab's own templates before the source tree it was built from.
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     out.push_back(
         (exe.parent_path() / ".." / "share" / "normlab" / "studies").lexically_normal().string());
   }
+#ifdef NORMLAB_STUDIES_DIR
+  out.push_back(NORMLAB_STUDIES_DIR);
+#endif
   return out;
 }
 

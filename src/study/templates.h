@@ -7,8 +7,9 @@
 
 namespace normlab::study {
 
-// Directories searched for templates, in order: $NORMLAB_STUDIES, the source tree's
-// studies/ (compiled in), <dir of the executable>/../share/normlab/studies.
+// Directories searched for templates, in order: $NORMLAB_STUDIES,
+// <dir of the executable>/../share/normlab/studies (installed), the source tree's studies/
+// (compiled in).
 std::vector<std::string> template_dirs();
 
 // Template ids with their file: the short ids of STUDIES.md (q/quickstart, s0..s4) first,
