@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "core/seed_mix.h"
 #include "io/cache.h"
 #include "io/cifar.h"
 #include "io/idx.h"
@@ -207,15 +208,6 @@ Dataset load_cifar(const DatasetSource& source, io::CifarKind kind) {
   }
   ds.num_classes = static_cast<int64_t>(ds.class_names.size());
   return ds;
-}
-
-// SplitMix64 finaliser (Steele, Lea & Flood 2014): spreads nearby seeds apart before they
-// reach the generator, which keeps only 32 bits of its seed (mt19937).
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 // Synthetic pixel levels: noise is uniform in [0, kNoiseLevels), the class pattern adds

@@ -40,7 +40,7 @@ constexpr double kHalfMax = 65504.0;  // largest finite IEEE 754 binary16 value
 constexpr size_t kHashChunk = 4u << 20;
 constexpr const char* kRebuildHint = "delete it; it will be rebuilt";
 
-Error bad(const std::string& path, const std::string& problem) {
+Error bad_feature_file(const std::string& path, const std::string& problem) {
   return Error(path, "invalid feature file: " + problem, kRebuildHint);
 }
 
@@ -328,8 +328,9 @@ FeatureFile FeatureFile::open(const std::string& path, const std::string& expect
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size < kPreambleBytes) {
     ::close(fd);
-    throw bad(path, "only " + std::to_string(size) + " bytes, shorter than the " +
-                        std::to_string(kPreambleBytes) + "-byte preamble (truncated?)");
+    throw bad_feature_file(path, "only " + std::to_string(size) + " bytes, shorter than the " +
+                                     std::to_string(kPreambleBytes) +
+                                     "-byte preamble (truncated?)");
   }
   auto map = std::make_shared<Mapping>();
   void* addr = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
@@ -343,8 +344,8 @@ FeatureFile FeatureFile::open(const std::string& path, const std::string& expect
   const uint8_t* p = map->bytes();
 
   if (std::memcmp(p, kMagic, 6) != 0) {
-    throw bad(path, "not a normlab feature file (it starts with " + printable(p, 8) +
-                        ", expected 'NLFEAT01')");
+    throw bad_feature_file(path, "not a normlab feature file (it starts with " + printable(p, 8) +
+                                     ", expected 'NLFEAT01')");
   }
   if (std::memcmp(p + 6, kVersion, 2) != 0) {
     throw Error(path,
@@ -355,13 +356,14 @@ FeatureFile FeatureFile::open(const std::string& path, const std::string& expect
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | p[8 + i];
   if (header_bytes > size - kPreambleBytes || header_bytes > kMaxHeaderBytes) {
-    throw bad(path, "header size " + std::to_string(header_bytes) + " exceeds the file (" +
-                        std::to_string(size) + " bytes; truncated?)");
+    throw bad_feature_file(path, "header size " + std::to_string(header_bytes) +
+                                     " exceeds the file (" + std::to_string(size) +
+                                     " bytes; truncated?)");
   }
   const uint64_t data_offset = kPreambleBytes + header_bytes;
   if (data_offset % kDataAlign != 0) {
-    throw bad(path, "data offset " + std::to_string(data_offset) + " is not a multiple of " +
-                        std::to_string(kDataAlign));
+    throw bad_feature_file(path, "data offset " + std::to_string(data_offset) +
+                                     " is not a multiple of " + std::to_string(kDataAlign));
   }
 
   ordered_json j;
@@ -369,51 +371,55 @@ FeatureFile FeatureFile::open(const std::string& path, const std::string& expect
     const char* text = reinterpret_cast<const char*>(p + kPreambleBytes);
     j = ordered_json::parse(text, text + header_bytes);
   } catch (const nlohmann::json::exception& e) {
-    throw bad(path, std::string("header is not valid JSON: ") + e.what());
+    throw bad_feature_file(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!j.is_object()) throw bad(path, "header is not a JSON object");
+  if (!j.is_object()) throw bad_feature_file(path, "header is not a JSON object");
   for (const auto& [k, v] : j.items()) {
     if (k != "key" && k != "items" && k != "views" && k != "shape" && k != "dtype" &&
         k != "data_sha256") {
-      throw bad(path, "unknown header field '" + k + "'");
+      throw bad_feature_file(path, "unknown header field '" + k + "'");
     }
   }
   auto count_field = [&](const char* name) {
     if (!j.contains(name) || !j[name].is_number_unsigned() ||
         j[name].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      throw bad(path, std::string("header field '") + name + "' is missing or not a count");
+      throw bad_feature_file(path,
+                             std::string("header field '") + name + "' is missing or not a count");
     }
     return j[name].get<int64_t>();
   };
   FeatureFileSpec spec;
   if (!j.contains("key") || !j["key"].is_string()) {
-    throw bad(path, "header field 'key' is missing or not a string");
+    throw bad_feature_file(path, "header field 'key' is missing or not a string");
   }
   spec.key = j["key"].get<std::string>();
   spec.items = count_field("items");
   spec.views = count_field("views");
   if (!j.contains("shape") || !j["shape"].is_array()) {
-    throw bad(path, "header field 'shape' is missing or not an array");
+    throw bad_feature_file(path, "header field 'shape' is missing or not an array");
   }
   for (const auto& d : j["shape"]) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      throw bad(path, "header shape " + j["shape"].dump() + " holds a non-size");
+      throw bad_feature_file(path, "header shape " + j["shape"].dump() + " holds a non-size");
     }
     spec.feature_shape.push_back(d.get<int64_t>());
   }
   if (!j.contains("dtype") || j["dtype"] != "f16") {
-    throw bad(path, "header dtype is " + (j.contains("dtype") ? j["dtype"].dump() : "missing") +
-                        ", expected \"f16\"");
+    throw bad_feature_file(path, "header dtype is " +
+                                     (j.contains("dtype") ? j["dtype"].dump() : "missing") +
+                                     ", expected \"f16\"");
   }
   const auto& digest = j.contains("data_sha256") ? j["data_sha256"] : ordered_json();
   if (!digest.is_string() || digest.get<std::string>().size() != kSha256HexDigits ||
       digest.get<std::string>().find_first_not_of("0123456789abcdef") != std::string::npos) {
-    throw bad(path, "header field 'data_sha256' is missing or not 64 lowercase hex digits");
+    throw bad_feature_file(path,
+                           "header field 'data_sha256' is missing or not 64 lowercase hex digits");
   }
   uint64_t row_elements = 0;
   uint64_t data_bytes = 0;
-  check_spec(spec, row_elements, data_bytes,
-             [&](const std::string& problem) { throw bad(path, "header: " + problem); });
+  check_spec(spec, row_elements, data_bytes, [&](const std::string& problem) {
+    throw bad_feature_file(path, "header: " + problem);
+  });
 
   if (spec.key != expected_key) {
     throw Error(
@@ -423,16 +429,16 @@ FeatureFile FeatureFile::open(const std::string& path, const std::string& expect
   }
   const uint64_t expected_size = data_offset + data_bytes;
   if (size != expected_size) {
-    throw bad(path, std::to_string(size) + " bytes, but its header describes " +
-                        std::to_string(expected_size) +
-                        (size < expected_size ? " (truncated)" : " (trailing bytes)"));
+    throw bad_feature_file(path, std::to_string(size) + " bytes, but its header describes " +
+                                     std::to_string(expected_size) +
+                                     (size < expected_size ? " (truncated)" : " (trailing bytes)"));
   }
   Sha256 sha;
   sha.update(p + data_offset, static_cast<size_t>(data_bytes));
   const std::string actual = sha.hex();
   if (actual != digest.get<std::string>()) {
-    throw bad(path, "the data's SHA-256 is " + actual + " but the header records " +
-                        digest.get<std::string>() + " (the data is corrupt)");
+    throw bad_feature_file(path, "the data's SHA-256 is " + actual + " but the header records " +
+                                     digest.get<std::string>() + " (the data is corrupt)");
   }
 
   FeatureFile file;

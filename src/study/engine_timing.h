@@ -1,11 +1,17 @@
 // Where the time of a study went; stored as meta "engine_timing" (bench/ reads it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 #include <nlohmann/json.hpp>
 
 namespace normlab::study {
+
+// Wall-clock seconds since `t0`.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // The training loop's phases (batch, prefix, steps) are wall-clock spans on the host: exact on
 // the CPU, where operations are synchronous; on a GPU they measure launches unless the device

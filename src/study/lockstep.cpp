@@ -24,10 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 class Group {
  public:
   Group(const std::vector<GroupMember>& members, store::Store& db, const RunnerOptions& options,

@@ -9,6 +9,7 @@
 #include "data/splits.h"
 #include "models/prefix.h"
 #include "models/pretrained.h"
+#include "study/engine_timing.h"
 #include "study/feature_source.h"
 #include "study/group_setup.h"
 #include "study/plan_check.h"
@@ -22,10 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // The faster of two timed calls after a warm-up one: the first call allocates and picks
 // oneDNN kernels, and the minimum is the steady state a long run sees.
