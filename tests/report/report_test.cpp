@@ -560,7 +560,10 @@ TEST_F(ReportTest, AssetsEnvironmentOverrideComesFirst) {
   }
   ASSERT_GE(candidates.size(), 2u);
   EXPECT_EQ(candidates[0], (dir_ / "plotly.js-dist-min" / "plotly.min.js").string());
-  EXPECT_NE(candidates.back().find("share/normlab/plotly.min.js"), std::string::npos);
+  // An installed normlab's own copy comes before the source tree it was built from.
+  ASSERT_GE(candidates.size(), 3u);
+  EXPECT_NE(candidates[1].find("share/normlab/plotly.min.js"), std::string::npos);
+  EXPECT_NE(candidates[2].find("node_modules/plotly.js-dist-min/plotly.min.js"), std::string::npos);
 }
 
 TEST(ReportAssets, EscapesClosingScriptTags) {
