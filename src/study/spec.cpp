@@ -174,6 +174,25 @@ std::vector<std::pair<std::string, Json>> config_leaves(const Json& config) {
   return out;
 }
 
+namespace {
+
+// A --set value: JSON (`[0, 1]`, `"ln"`, `{"pattern": "x", "lr": 1e-4}`), else TOML as a study
+// file writes it (`[{ pattern = "x", lr = 1e-4 }]`), else the text as a string.
+Json parse_set_value(const std::string& text, const std::string& from) {
+  Json value = parse_cli_value(text);
+  if (!value.is_string() || text.empty() || (text.front() != '[' && text.front() != '{')) {
+    return value;
+  }
+  try {
+    const toml::table t = toml::parse("v = " + text, from);
+    return to_json(*t.get("v"), from, "v");
+  } catch (const toml::parse_error&) {
+    return value;
+  }
+}
+
+}  // namespace
+
 Spec parse_spec(const std::string& text, const std::string& where) {
   Spec spec;
   spec.path = where;
@@ -290,8 +309,8 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     }
   }
   for (const auto& [key, text] : options.sets) {
-    Json value = parse_cli_value(text);
     std::string from = "--set " + key + "=" + text;
+    Json value = parse_set_value(text, from);
     if (key == "study.seeds") {
       seeds = parse_seeds(value.is_array() ? value : Json::array({value}), from);
       continue;

@@ -171,6 +171,22 @@ TEST(Spec, SetNarrowsAxesAndSmokeApplies) {
   EXPECT_EQ(smoke.pretrain->config["data"]["dataset"], "synthetic");
 }
 
+// --set takes JSON or, as a study file writes it, TOML: an inline table in an array.
+TEST(Spec, SetAcceptsTomlInlineTables) {
+  Spec spec = parse_spec(kSpec, "demo.toml");
+  for (const char* text : {R"([{ pattern = "features.3", lr = 1e-4 }])",
+                           R"([{"pattern": "features.3", "lr": 1e-4}])"}) {
+    ExpandOptions o;
+    o.sets = {{"train.param_groups", text}};
+    Plan plan = expand(spec, o);
+    const auto& groups = plan.runs.at(0).config["train"]["param_groups"];
+    ASSERT_TRUE(groups.is_array()) << text;
+    ASSERT_EQ(groups.size(), 1u) << text;
+    EXPECT_EQ(groups[0]["pattern"], "features.3") << text;
+    EXPECT_DOUBLE_EQ(groups[0]["lr"].get<double>(), 1e-4) << text;
+  }
+}
+
 TEST(Spec, BadFilesAreRefusedWithLocation) {
   EXPECT_NE(error_of([] { parse_spec("[run]\ntrain.epochs = = 3\n", "a.toml"); }).find("a.toml"),
             std::string::npos);
