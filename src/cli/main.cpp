@@ -59,6 +59,10 @@ int study_run(const StudyRunArgs& a) {
       a.out.empty() ? default_out_dir(a.spec, plan.study_name + (a.smoke ? "-smoke" : "")) : a.out;
   std::printf("normlab: study '%s': %zu runs%s -> %s\n", plan.study_name.c_str(), plan.runs.size(),
               plan.pretrain ? " + pretraining" : "", out.c_str());
+  for (const auto& [later, kept] : plan.same_runs) {
+    std::printf("normlab: '%s' is the same run as '%s': it runs once\n", later.c_str(),
+                kept.c_str());
+  }
   std::fflush(stdout);
   normlab::study::RunnerOptions ro;
   ro.out_dir = out;
@@ -117,6 +121,9 @@ int config_show(const std::string& spec_path, const std::vector<std::string>& se
     return 0;
   }
   std::cout << "# study '" << plan.study_name << "': " << all.size() << " run(s)\n";
+  for (const auto& [later, kept] : plan.same_runs) {
+    std::cout << "# '" << later << "' is the same run as '" << kept << "': it runs once\n";
+  }
   for (const auto* r : all) {
     std::cout << "\n[" << r->name << "]\n";
     print_config(r->config, r->sources);

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -35,43 +36,6 @@ Json to_json(const toml::node& node, const std::string& where, const std::string
   throw Error(where + ": key '" + key + "'", "dates and times are not valid config values");
 }
 
-// Flattens {"a": {"b": [..]}} into ("a.b", [..]); a grid leaf must be a list.
-void flatten_grid(const Json& node, const std::string& prefix, const std::string& where,
-                  std::vector<GridAxis>& out) {
-  for (const auto& item : node.items()) {
-    std::string key = prefix.empty() ? item.key() : prefix + "." + item.key();
-    if (prefix.empty() && !default_run_config().contains(key.substr(0, key.find('.')))) {
-      // Named variants: each a table of settings applied together, labelled by its name.
-      const Json& list = item.value();
-      require(list.is_array() && !list.empty(), where + ": [grid] key '" + key + "'",
-              "is not a config key, so it names a variant axis: a non-empty list of tables "
-              "{name = \"...\", <settings>}");
-      GridAxis axis{key, {}, true};
-      std::set<std::string> names;
-      for (const auto& v : list) {
-        require(v.is_object() && v.contains("name") && v["name"].is_string(),
-                where + ": [grid] key '" + key + "'",
-                "each variant must be a table with a string 'name', got " + v.dump());
-        require(names.insert(v["name"].get<std::string>()).second,
-                where + ": [grid] key '" + key + "'",
-                "two variants are named '" + v["name"].get<std::string>() + "'");
-        axis.values.push_back(v);
-      }
-      out.push_back(std::move(axis));
-      continue;
-    }
-    if (item.value().is_object()) {
-      flatten_grid(item.value(), key, where, out);
-      continue;
-    }
-    require(item.value().is_array() && !item.value().empty(), where + ": [grid] key '" + key + "'",
-            "a grid axis must be a non-empty list of values");
-    GridAxis axis{key, {}};
-    for (const auto& v : item.value()) axis.values.push_back(v);
-    out.push_back(std::move(axis));
-  }
-}
-
 std::vector<int64_t> parse_seeds(const Json& v, const std::string& where) {
   require(v.is_array() && !v.empty(), where + ": key 'seeds'",
           "must be a non-empty list of integers");
@@ -97,31 +61,6 @@ void check_keys(const Json& table, const std::vector<std::string>& allowed,
   }
 }
 
-std::string format_value(const Json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("name")) return v["name"].get<std::string>();  // a variant
-  return v.dump();
-}
-
-// Short axis labels: the last key component, or the last two where that is ambiguous.
-std::vector<std::string> axis_labels(const std::vector<GridAxis>& grid) {
-  auto last = [](const std::string& k, int n) {
-    size_t pos = k.size();
-    for (int i = 0; i < n && pos != std::string::npos; ++i) {
-      pos = pos == 0 ? std::string::npos : k.rfind('.', pos - 1);
-    }
-    return pos == std::string::npos ? k : k.substr(pos + 1);
-  };
-  std::vector<std::string> labels;
-  for (const auto& a : grid) {
-    std::string l = last(a.key, 1);
-    int clashes = 0;
-    for (const auto& b : grid) clashes += last(b.key, 1) == l;
-    labels.push_back(clashes > 1 ? last(a.key, 2) : l);
-  }
-  return labels;
-}
-
 // Marks every leaf key `overlay` sets as coming from `source`.
 void mark(Provenance& p, const Json& overlay, const std::string& source, const Json& schema,
           const std::string& prefix = "") {
@@ -135,21 +74,6 @@ void mark(Provenance& p, const Json& overlay, const std::string& source, const J
       p[key] = source;
     }
   }
-}
-
-// {"a": {"b": v}} for "a.b" = v.
-Json nested(const std::string& dotted, const Json& value) {
-  Json out = value;
-  size_t end = dotted.size();
-  while (true) {
-    size_t dot = dotted.rfind('.', end - 1);
-    std::string part = dotted.substr(dot == std::string::npos ? 0 : dot + 1,
-                                     end - (dot == std::string::npos ? 0 : dot + 1));
-    out = Json{{part, out}};
-    if (dot == std::string::npos) break;
-    end = dot;
-  }
-  return out;
 }
 
 void leaves(const Json& node, const Json& schema, const std::string& prefix,
@@ -237,25 +161,15 @@ Spec parse_spec(const std::string& text, const std::string& where) {
     merge_config(probe, doc["pretrain"], where + " [pretrain]");
     spec.pretrain = doc["pretrain"];
   }
-  if (doc.contains("grid")) {
-    require(doc["grid"].is_object(), where + ": [grid]", "must be a table");
-    flatten_grid(doc["grid"], "", where, spec.grid);
-  }
+  if (doc.contains("grid")) spec.grids = parse_grids(doc["grid"], where);
   if (doc.contains("smoke")) {
     const Json& s = doc["smoke"];
     require(s.is_object(), where + ": [smoke]", "must be a table");
     check_keys(s, {"seeds", "run", "pretrain", "grid"}, where + " [smoke]");
     if (s.contains("seeds")) parse_seeds(s["seeds"], where + " [smoke]");
     if (s.contains("grid")) {
-      require(s["grid"].is_object(), where + ": [smoke.grid]", "must be a table");
-      std::vector<GridAxis> axes;
-      flatten_grid(s["grid"], "", where + " [smoke]", axes);
-      for (const auto& a : axes) {
-        require(std::any_of(spec.grid.begin(), spec.grid.end(),
-                            [&](const GridAxis& g) { return g.key == a.key; }),
-                where + ": [smoke.grid] key '" + a.key + "'", "is not an axis of [grid]",
-                "[smoke.grid] replaces the values of [grid] axes");
-      }
+      std::vector<Grid> grids = spec.grids.empty() ? std::vector<Grid>(1) : spec.grids;
+      apply_smoke_grids(grids, s["grid"], where);
     }
     for (const char* part : {"run", "pretrain"}) {
       if (!s.contains(part)) continue;
@@ -283,20 +197,14 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     mark(pre_src, *spec.pretrain, "[pretrain]", schema);
   }
   std::vector<int64_t> seeds = spec.seeds;
-  std::vector<GridAxis> grid = spec.grid;
+  std::vector<Grid> grids = spec.grids;
   if (options.smoke) {
     require(spec.smoke.has_value(), where, "has no [smoke] section", "add one, or drop --smoke");
     const Json& s = *spec.smoke;
     if (s.contains("seeds")) seeds = parse_seeds(s["seeds"], where + " [smoke]");
     if (s.contains("grid")) {
-      // [smoke.grid] replaces the values of the axes it names.
-      std::vector<GridAxis> axes;
-      flatten_grid(s["grid"], "", where + " [smoke]", axes);
-      for (const auto& a : axes) {
-        for (auto& g : grid) {
-          if (g.key == a.key) g.values = a.values;
-        }
-      }
+      if (grids.empty()) grids.resize(1);
+      apply_smoke_grids(grids, s["grid"], where);
     }
     if (s.contains("run")) {
       merge_config(base, s["run"], where + " [smoke.run]");
@@ -308,6 +216,7 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       mark(pre_src, s["pretrain"], "[smoke.pretrain]", schema);
     }
   }
+  std::vector<std::pair<std::string, std::string>> config_sets;  // key, the --set as written
   for (const auto& [key, text] : options.sets) {
     std::string from = "--set " + key + "=" + text;
     Json value = parse_set_value(text, from);
@@ -318,30 +227,67 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     if (key.rfind("pretrain.", 0) == 0) {
       require(pre.has_value(), from, "the study has no [pretrain] section");
       set_config_value(*pre, key.substr(9), value, from);
-      mark(pre_src, nested(key.substr(9), value), "--set", schema);
+      mark(pre_src, nested_key(key.substr(9), value), "--set", schema);
       continue;
     }
-    auto axis = std::find_if(grid.begin(), grid.end(),
-                             [&](const GridAxis& a) { return a.variant && a.key == key; });
-    if (axis != grid.end()) {
-      // --set AXIS=NAME runs that variant only.
-      std::string known;
-      for (const auto& v : axis->values) {
-        if (v["name"] == value) {
-          axis->values = {v};
-          known.clear();
-          break;
+    bool variant_axis = false;
+    for (auto& grid : grids) {
+      for (auto& axis : grid.axes) {
+        if (axis.kind != GridAxis::Kind::variant || axis.key != key) continue;
+        // --set AXIS=NAME runs that variant only.
+        variant_axis = true;
+        std::string known;
+        for (const auto& v : axis.values) {
+          if (v["name"] == value) {
+            axis.values = {v};
+            known.clear();
+            break;
+          }
+          known += (known.empty() ? "" : ", ") + v["name"].get<std::string>();
         }
-        known += (known.empty() ? "" : ", ") + v["name"].get<std::string>();
+        require(known.empty(), from, "no variant is named " + value.dump(), "variants: " + known);
       }
-      require(known.empty(), from, "no variant is named " + value.dump(), "variants: " + known);
-      continue;
     }
-    for (auto& axis : grid) {
-      if (axis.key == key) axis.values = {value};
+    if (variant_axis) continue;
+    // --set KEY=V on an axis over KEY runs that value only.
+    for (auto& grid : grids) {
+      for (auto& axis : grid.axes) {
+        if (axis.kind == GridAxis::Kind::key && axis.key == key) axis.values = {value};
+      }
     }
     set_config_value(base, key, value, from);
-    mark(base_src, nested(key, value), "--set", schema);
+    mark(base_src, nested_key(key, value), "--set", schema);
+    config_sets.emplace_back(key, from);
+  }
+  // A point's own settings are applied after --set, so a --set they overlap would be silently
+  // lost on those points: refuse it, naming both.
+  for (const auto& [key, from] : config_sets) {
+    for (const auto& grid : grids) {
+      const std::string section = grid.name.empty() ? "[grid]" : "[grid." + grid.name + "]";
+      auto refuse = [&](const std::string& set_key, const std::string& what) {
+        require(!keys_overlap(key, set_key), from,
+                "key '" + set_key + "' is also set by " + section + " " + what +
+                    ", which would override it",
+                "narrow the grid instead (--set AXIS=NAME for a variant axis) or edit the "
+                "study file");
+      };
+      for (const auto& axis : grid.axes) {
+        if (axis.kind == GridAxis::Kind::key && axis.key != key) refuse(axis.key, "axis");
+        if (axis.kind == GridAxis::Kind::zip) {
+          for (const auto& k : axis.zip_keys) refuse(k, "zip");
+        }
+        if (axis.kind == GridAxis::Kind::variant) {
+          for (const auto& v : axis.values) {
+            for (const auto& k : settings_keys(v)) {
+              refuse(k, axis.key + "=" + v["name"].get<std::string>());
+            }
+          }
+        }
+      }
+      for (const auto& point : grid.include) {
+        for (const auto& k : settings_keys(point)) refuse(k, "include point");
+      }
+    }
   }
 
   Plan plan;
@@ -356,36 +302,17 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     pretrain_ref = "pretrain:" + sha256_hex(canonical_text(*pre)).substr(0, 16);
   }
 
-  auto labels = axis_labels(grid);
-  size_t points = 1;
-  for (const auto& axis : grid) points *= axis.values.size();
+  const std::vector<GridPoint> points = grid_points(grids);
+  std::map<std::string, std::string> seen;  // canonical config -> run name
   for (int64_t seed : seeds) {
-    for (size_t p = 0; p < points; ++p) {
+    for (const auto& point : points) {
       Json cfg = base;
       Provenance src = base_src;
-      std::string group;
-      size_t rest = p;
-      // The last axis varies fastest, like nested loops written in file order.
-      std::vector<size_t> index(grid.size());
-      for (size_t a = grid.size(); a-- > 0;) {
-        index[a] = rest % grid[a].values.size();
-        rest /= grid[a].values.size();
+      for (const auto& [overlay, from] : point.overlays) {
+        merge_config(cfg, overlay, where + " " + from);
+        mark(src, overlay, from, schema);
       }
-      for (size_t a = 0; a < grid.size(); ++a) {
-        const Json& v = grid[a].values[index[a]];
-        if (grid[a].variant) {
-          Json overlay = v;
-          overlay.erase("name");
-          const std::string from = "[grid] " + grid[a].key + "=" + v["name"].get<std::string>();
-          merge_config(cfg, overlay, where + " " + from);
-          mark(src, overlay, from, schema);
-        } else {
-          set_config_value(cfg, grid[a].key, v, where + " [grid]");
-          mark(src, nested(grid[a].key, v), "[grid]", schema);
-        }
-        group += (group.empty() ? "" : " ") + labels[a] + "=" + format_value(v);
-      }
-      if (group.empty()) group = spec.name;
+      const std::string group = point.label.empty() ? spec.name : point.label;
       cfg["seed"] = seed;
       src["seed"] = "[study] seeds";
       if (cfg["model"]["weights"] == "pretrain") {
@@ -393,9 +320,14 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
                 "is \"pretrain\" but the study has no [pretrain] section");
         cfg["model"]["weights"] = pretrain_ref;
       }
-      validate_run_config(cfg, where);
-      plan.runs.push_back(
-          {group + " seed=" + std::to_string(seed), group, cfg, "run", std::move(src)});
+      validate_run_config(cfg, where + " " + (point.label.empty() ? "[run]" : point.label));
+      const std::string name = group + " seed=" + std::to_string(seed);
+      auto [it, fresh] = seen.emplace(canonical_text(cfg), name);
+      if (!fresh) {
+        plan.same_runs.emplace_back(name, it->second);
+        continue;
+      }
+      plan.runs.push_back({name, group, cfg, "run", std::move(src)});
     }
   }
   check_plan(plan, where);

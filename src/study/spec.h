@@ -3,11 +3,12 @@
 //   [study]    name, description, seeds = [..]
 //   [pretrain] optional: a run config trained once; runs use it with model.weights = "pretrain"
 //   [run]      the base run config (see study/config.cpp for every key and default)
-//   [grid]     "dotted.key" = [values...]: the cartesian product of all axes, times seeds;
-//              a top-level key that is not a config key is a named-variant axis:
-//              strategy = [{ name = "dmbn", model.norm = "dmbn" }, ...]
+//   [grid]     "dotted.key" = [values...]: the points the runs sit on, times seeds: axes,
+//              named-variant axes, zipped axes, include points and named sub-grids (grid.h)
 //   [smoke]    optional overrides for a tiny variant (--smoke): seeds, [smoke.run],
-//              [smoke.pretrain], [smoke.grid] (replaces the values of the axes it names)
+//              [smoke.pretrain], [smoke.grid] (replaces the values of the axes it names, in
+//              [grid] or, as [smoke.grid.NAME], in a sub-grid; a zip or include list it gives
+//              replaces that grid's)
 #pragma once
 
 #include <map>
@@ -17,16 +18,9 @@
 #include <vector>
 
 #include "study/config.h"
+#include "study/grid.h"
 
 namespace normlab::study {
-
-struct GridAxis {
-  std::string key;  // dotted config key, or the name of a variant axis
-  std::vector<Json> values;
-  // A named-variant axis (a top-level [grid] key that is not a config key, e.g. "strategy"):
-  // each value is a table {name = "...", <settings>} whose settings apply together.
-  bool variant = false;
-};
 
 struct Spec {
   std::string path;  // file it came from ("" for inline text)
@@ -36,8 +30,8 @@ struct Spec {
   std::vector<int64_t> seeds{0};
   std::optional<Json> pretrain;  // overlay for the pretraining run
   Json run = Json::object();     // overlay for every run
-  std::vector<GridAxis> grid;
-  std::optional<Json> smoke;  // {"seeds": [...], "run": {...}, "pretrain": {...}}
+  std::vector<Grid> grids;       // [grid] first, then its named sub-grids
+  std::optional<Json> smoke;     // {"seeds": [...], "run": {...}, "pretrain": {...}}
 };
 
 // Parses TOML text; `where` names the file in messages. Throws Error on a syntax error (with
@@ -65,6 +59,9 @@ struct Plan {
   std::string study_name;
   std::optional<RunPlan> pretrain;
   std::vector<RunPlan> runs;
+  // Points of different grids that resolve to the same config and seed run once, under the
+  // first name: (the later name, the name it runs under).
+  std::vector<std::pair<std::string, std::string>> same_runs;
 };
 
 struct ExpandOptions {
@@ -73,7 +70,9 @@ struct ExpandOptions {
 };
 
 // Resolves every run's config (defaults <- [run] <- --set <- grid point <- seed). A --set on
-// a grid axis narrows that axis to the one value; "study.seeds=[..]" replaces the seeds;
+// a grid axis's key narrows that axis to the one value, and AXIS=NAME narrows a variant axis
+// to that variant; a --set on a key that a variant, zip or include point also sets is an
+// error naming both (the point would override it). "study.seeds=[..]" replaces the seeds;
 // "pretrain.<key>=v" sets a key of the pretraining run. Everything is validated here, before
 // any store is opened.
 Plan expand(const Spec& spec, const ExpandOptions& options);

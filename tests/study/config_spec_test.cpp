@@ -412,10 +412,17 @@ TEST(SpecVariants, SetNarrowsToOneVariantByName) {
   EXPECT_NE(e.find("--set strategy=dmbm"), std::string::npos) << e;
   EXPECT_NE(e.find("dmbm"), std::string::npos) << e;
   EXPECT_NE(e.find("slow, dmbn"), std::string::npos) << e;
-  // A --set of a config key still applies to every variant.
-  Plan lr = variants({{"train.epochs", "7"}});
-  EXPECT_EQ(lr.runs[0].config["train"]["epochs"], 7);
-  EXPECT_EQ(lr.runs[1].config["train"]["epochs"], 5);  // the variant's own setting wins
+  // A --set of a config key applies to every variant...
+  Plan width = variants({{"model.width", "7"}});
+  EXPECT_EQ(width.runs[0].config["model"]["width"], 7);
+  EXPECT_EQ(width.runs[1].config["model"]["width"], 7);
+  // ...and one that a variant also sets would be lost on that variant: refused, naming both.
+  const std::string both = error_of([] { variants({{"train.epochs", "7"}}); });
+  EXPECT_NE(both.find("--set train.epochs=7"), std::string::npos) << both;
+  EXPECT_NE(both.find("strategy=dmbn"), std::string::npos) << both;
+  // Narrowed to a variant that does not set it, the --set is fine.
+  Plan slow = variants({{"strategy", "slow"}, {"train.epochs", "7"}});
+  EXPECT_EQ(slow.runs[0].config["train"]["epochs"], 7);
 }
 
 TEST(SpecVariants, SmokeGridReplacesAnAxisAndRefusesOthers) {
