@@ -35,13 +35,13 @@ class FakeEvalBatches : public train::EvalBatches {
   bool has_split(const std::string& split) const override { return splits_.count(split) > 0; }
   int64_t input_stage() const override { return 0; }
   void for_each(const std::string& split, int64_t max_batches, int64_t stage,
-                const std::function<void(const data::Batch&)>& fn) override {
+                const std::function<bool(const data::Batch&)>& fn) override {
     passes[split]++;
     stages.push_back(stage);
     int64_t n = 0;
     for (const auto& b : batches_) {
       if (max_batches > 0 && n++ == max_batches) break;
-      fn(b);
+      if (!fn(b)) break;
     }
   }
   std::vector<torch::Tensor> images() const {

@@ -11,6 +11,7 @@ void register_builtin_probes(std::vector<ProbeInfo>& table) {
   table.push_back(clip_probe());
   table.push_back(update_ratio_probe());
   table.push_back(landscape_probe());
+  table.push_back(interpolation_probe());
   table.push_back(esm_probe());
 }
 

@@ -28,6 +28,7 @@ struct ProbeSetup {
   train::ClipOptions clip;
   uint64_t seed = 0;
   std::string run;  // the run's name, for messages
+  std::string dir;  // the run's directory, for what a probe keeps across a resume or exports
 };
 
 struct ProbeInfo {
@@ -65,6 +66,7 @@ ProbeInfo weight_hist_probe();
 ProbeInfo clip_probe();
 ProbeInfo update_ratio_probe();
 ProbeInfo landscape_probe();
+ProbeInfo interpolation_probe();
 ProbeInfo esm_probe();
 
 }  // namespace normlab::probe

@@ -40,4 +40,14 @@ nlohmann::json plot_value(double value) {
   return std::strtod(buf, nullptr);
 }
 
+nlohmann::json plot_rows(const std::vector<std::vector<double>>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : rows) {
+    nlohmann::json r = nlohmann::json::array();
+    for (double v : row) r.push_back(plot_value(v));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 }  // namespace normlab::report

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -15,5 +16,7 @@ constexpr int kPlotDigits = 5;
 
 // A value rounded for plotting; NaN and infinities become null (Plotly draws a gap).
 nlohmann::json plot_value(double value);
+// Rows of plot_value()s: a matrix or a surface's z.
+nlohmann::json plot_rows(const std::vector<std::vector<double>>& rows);
 
 }  // namespace normlab::report

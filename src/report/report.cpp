@@ -18,6 +18,7 @@
 #include "report/html.h"
 #include "report/layer_series.h"
 #include "report/seed_stats.h"
+#include "report/surfaces.h"
 #include "store/metric_names.h"
 #include "store/store.h"
 
@@ -552,21 +553,11 @@ json histograms(const store::Store& db, const std::vector<Group>& groups,
 
 // ---- surfaces and matrices ----
 
-json plot_rows(const std::vector<std::vector<double>>& rows) {
-  json out = json::array();
-  for (const auto& row : rows) {
-    json r = json::array();
-    for (double v : row) r.push_back(plot_value(v));
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-// Surfaces of the first seed of each configuration that recorded any, the last epoch of
-// each name. z is (Y, X) with z[i][j] = f(x[j], y[i]): Plotly's layout, passed as stored.
+// Surfaces of the first seed of each configuration that recorded any: every epoch of each
+// name (report/surfaces.h). z is (Y, X) with z[i][j] = f(x[j], y[i]): Plotly's layout.
 json surfaces(const store::Store& db, const std::vector<Group>& groups,
               std::vector<std::string>* notes) {
-  json out = json::array();
+  std::vector<RunSurfaces> runs;
   for (const auto& g : groups) {
     for (const auto& run : g.runs) {
       std::vector<store::SurfaceRecord> records;
@@ -577,29 +568,13 @@ json surfaces(const store::Store& db, const std::vector<Group>& groups,
         break;
       }
       if (records.empty()) continue;
-      std::map<std::string, const store::SurfaceRecord*> last;  // ordered by name, epoch
-      for (const auto& r : records) last[r.name] = &r;
-      for (const auto& [name, r] : last) {
-        const store::Surface& s = r->surface;
-        out.push_back({{"name", name},
-                       {"group", g.name},
-                       {"run", run.record.name},
-                       {"epoch", r->epoch},
-                       {"x_label", s.x_label},
-                       {"y_label", s.y_label},
-                       {"z_label", s.z_label},
-                       {"x", s.x},
-                       {"y", s.y},
-                       {"z", plot_rows(s.z)}});
-      }
+      runs.push_back({g.name, run.record.name, std::move(records)});
       break;
     }
   }
-  return out;
+  return surface_data(runs);
 }
 
-// The confusion matrix (rows = true class, columns = predicted) of the first seed of the
-// best configuration: "confusion/val", else the first "confusion/*" by name; last epoch.
 json confusion(const store::Store& db, const std::vector<Group>& groups, int best,
                std::vector<std::string>* notes) {
   if (best < 0) return nullptr;
@@ -767,14 +742,6 @@ constexpr const char* kRenderScript = R"js(
     }
     select.addEventListener('change', draw);
     draw();
-  });
-
-  data.surfaces.forEach(function (s, k) {
-    Plotly.newPlot('surface-' + k, [{type: 'contour', x: s.x, y: s.y, z: s.z,
-                                     colorscale: 'Viridis', contours: {coloring: 'heatmap'},
-                                     colorbar: {title: s.z_label}}],
-                   {title: s.name + ': ' + s.run + ' (epoch ' + s.epoch + ')',
-                    xaxis: {title: s.x_label}, yaxis: {title: s.y_label}}, config);
   });
 
   if (data.confusion) {
@@ -952,9 +919,11 @@ void write_html_report(const ReportOptions& options) {
          << layer_series_sections(data["layer_series"]);
   }
   if (!data["surfaces"].empty()) {
-    html << "<h2>Surfaces</h2>\n<p class=\"note\">Loss landscapes and other functions of two "
-         << "variables: the last recorded epoch, first seed of each configuration.</p>\n"
-         << plot_divs("surface-", data["surfaces"].size());
+    html << "<h2>Surfaces</h2>\n<p class=\"note\">Loss landscapes (a contour and a 3-D "
+         << "surface) and 1-D curves (interpolation between the initial and final weights), "
+         << "first seed of each configuration; the epoch selector shows each epoch that "
+         << "recorded one.</p>\n"
+         << surface_sections(data["surfaces"]);
   }
   if (!data["confusion"].is_null()) {
     html << "<h2>Confusion matrix of the best configuration ("
@@ -975,7 +944,8 @@ void write_html_report(const ReportOptions& options) {
 
   html << "<script type=\"application/json\" id=\"normlab-data\">" << json_for_script(data)
        << "</script>\n<script>"
-       << escape_script_text(std::string(kRenderScript) + layer_series_script()) << "</script>\n"
+       << escape_script_text(std::string(kRenderScript) + layer_series_script() + surface_script())
+       << "</script>\n"
        << "</body>\n</html>\n";
   write_file_atomic(options.output_path, html.str());
 }

@@ -231,7 +231,7 @@ bool FeatureSources::has_split(const std::string& split) const {
 }
 
 void FeatureSources::for_each(const std::string& split, int64_t max_batches, int64_t stage,
-                              const std::function<void(const data::Batch&)>& fn) {
+                              const std::function<bool(const data::Batch&)>& fn) {
   require(has_split(split), "split '" + split + "'", "the run has no such split (or it is empty)");
   require(stage >= 0 && stage <= cut_, "evaluation batches",
           "stage " + std::to_string(stage) + " is past the frozen prefix (" + std::to_string(cut_) +
@@ -247,7 +247,7 @@ void FeatureSources::for_each(const std::string& split, int64_t max_batches, int
     torch::Tensor h;
     train::Targets t;
     while (more() && source->next(h, nullptr, t)) {
-      fn(data::Batch{h, t.y, {}, {}});
+      if (!fn(data::Batch{h, t.y, {}, {}})) return;
       ++taken;
     }
     return;
@@ -260,7 +260,7 @@ void FeatureSources::for_each(const std::string& split, int64_t max_batches, int
   while (more() && b.next(batch)) {
     torch::Tensor x = lead_.channels_last ? models::channels_last(batch.x) : batch.x;
     batch.x = stage > 0 ? models::run_prefix(*prefix_, x, stage).contiguous() : batch.x;
-    fn(batch);
+    if (!fn(batch)) return;
     ++taken;
   }
 }

@@ -64,7 +64,7 @@ class FeatureSources : public train::EvalBatches {
   bool has_split(const std::string& split) const override;
   int64_t input_stage() const override { return cut_; }
   void for_each(const std::string& split, int64_t max_batches, int64_t stage,
-                const std::function<void(const data::Batch&)>& fn) override;
+                const std::function<bool(const data::Batch&)>& fn) override;
 
  private:
   const data::Dataset* dataset(const std::string& split) const;

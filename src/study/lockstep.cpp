@@ -50,6 +50,11 @@ class Group {
       first = std::min(first, r->start_epoch);
       last = std::max(last, r->o.train.epochs);
     }
+    std::vector<RunState*> starting;
+    for (auto& r : runs_) {
+      if (!r->done && r->start_epoch == 0) starting.push_back(r.get());
+    }
+    each(starting, [&](RunState& r) { r.trainer->notify_run_start(sources_.get()); });
     for (int64_t epoch = first; epoch < last; ++epoch) {
       std::vector<RunState*> active;
       for (auto& r : runs_) {

@@ -54,7 +54,8 @@ void RunState::make_trainer(int64_t cut, torch::Device device, int64_t train_siz
     dmbn = std::make_unique<train::DmbnAdopter>(*model, o.dmbn);
     trainer->add_observer(dmbn.get());
   }
-  probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name()};
+  probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name(),
+                          paths.dir};
   for (const auto& [info, options] : o.probe.enabled) {
     probes.push_back(info->make(options, setup));
     trainer->add_observer(probes.back().get());

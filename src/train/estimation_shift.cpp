@@ -17,7 +17,10 @@ std::vector<models::LayerPopulation> split_population(const EpochContext& ctx,
   return models::measure_population(
       model, [&](const torch::Tensor& x) { return model.forward_from(x, 0); },
       [&](const auto& consume) {
-        ctx.eval->for_each(split, 0, 0, [&](const data::Batch& b) { consume(b.x); });
+        ctx.eval->for_each(split, 0, 0, [&](const data::Batch& b) {
+          consume(b.x);
+          return true;
+        });
       },
       options);
 }

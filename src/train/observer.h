@@ -57,10 +57,11 @@ class EvalBatches {
   virtual bool has_split(const std::string& split) const = 0;
   // The stage the cheapest batches enter the model at (the group's frozen prefix cut).
   virtual int64_t input_stage() const = 0;
-  // Calls fn for the first max_batches batches (0 = all) of `split`, in order; x enters the
-  // model at `stage` (<= input_stage(): lower stages are computed from the images).
+  // Calls fn for the first max_batches batches (0 = all) of `split`, in order, until fn
+  // returns false; x enters the model at `stage` (<= input_stage(): lower stages are computed
+  // from the images).
   virtual void for_each(const std::string& split, int64_t max_batches, int64_t stage,
-                        const std::function<void(const data::Batch&)>& fn) = 0;
+                        const std::function<bool(const data::Batch&)>& fn) = 0;
 };
 
 struct EpochContext {
@@ -80,6 +81,8 @@ class Observer {
   virtual void after_clip(const StepContext& ctx) {}
   // After optimizer.step().
   virtual void after_step(const StepContext& ctx) {}
+  // Once, before a run's first epoch (not when it resumes): the initial weights.
+  virtual void on_run_start(const EpochContext& ctx) {}
   // After each epoch's last training step, before its evaluation: training-time procedures
   // that act on the model between epochs (DMBN's momentum adoption) run here.
   virtual void after_train_epoch(const EpochContext& ctx) {}

@@ -226,6 +226,11 @@ void Trainer::notify_evaluation(const EvalResult& result, int64_t epoch) {
   for (auto* o : observers_) o->on_evaluation(ctx, result);
 }
 
+void Trainer::notify_run_start(EvalBatches* eval) {
+  EpochContext ctx = epoch_context(0, eval);
+  for (auto* o : observers_) o->on_run_start(ctx);
+}
+
 void Trainer::notify_train_epoch_end(int64_t epoch, EvalBatches* eval) {
   EpochContext ctx = epoch_context(epoch, eval);
   for (auto* o : observers_) o->after_train_epoch(ctx);

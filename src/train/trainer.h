@@ -103,9 +103,12 @@ class Trainer {
 
   // Epoch hooks, called by the engine that runs the loop (see Observer).
   void notify_evaluation(const EvalResult& result, int64_t epoch);
+  void notify_run_start(EvalBatches* eval);
   void notify_train_epoch_end(int64_t epoch, EvalBatches* eval);
   void notify_epoch_end(int64_t epoch, EvalBatches* eval);
   void notify_run_end(int64_t epoch, EvalBatches* eval);
+  // What the epoch hooks see (for code that drives an observer directly).
+  EpochContext epoch_context(int64_t epoch, EvalBatches* eval);
 
   // Checkpoint = model parameters and buffers, optimizer state, the run's RNG state, the
   // number of completed epochs and `extra` (schedule, early stopping: whatever the caller
@@ -124,7 +127,6 @@ class Trainer {
 
  private:
   void set_train_mode();
-  EpochContext epoch_context(int64_t epoch, EvalBatches* eval);
 
   models::Classifier model_;
   TrainOptions options_;

@@ -66,7 +66,7 @@ std::unique_ptr<train::Observer> make_esm(models::ClassifierImpl& model, const J
   merged["enabled"] = true;
   info.check(merged, "test");
   info.check_model(merged, model, "test");
-  return info.make(merged, ProbeSetup{&model, nullptr, {}, 0, "test"});
+  return info.make(merged, ProbeSetup{&model, nullptr, {}, 0, "test", ""});
 }
 
 // The probe's records after on_epoch_end of `epoch`.

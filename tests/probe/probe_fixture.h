@@ -82,7 +82,8 @@ class Capture : public train::Observer {
 // Capture observer after it.
 struct ProbeRun {
   ProbeRun(const std::string& probe, const nlohmann::json& options, train::ClipOptions clip = {},
-           std::vector<std::string> trainable = {"features.1", "head"}) {
+           std::vector<std::string> trainable = {"features.1", "head"},
+           const std::string& dir = "") {
     apply_seed(0);
     train::TrainOptions o;
     o.epochs = 1;
@@ -95,8 +96,8 @@ struct ProbeRun {
     if (!options.is_null()) merged.update(options);
     merged["enabled"] = true;
     info.check(merged, "test");
-    observer = info.make(
-        merged, ProbeSetup{trainer->model().ptr().get(), &trainer->trainable(), clip, 0, "test"});
+    observer = info.make(merged, ProbeSetup{trainer->model().ptr().get(), &trainer->trainable(),
+                                            clip, 0, "test", dir});
     trainer->add_observer(observer.get());
     trainer->add_observer(&capture);
   }

@@ -18,8 +18,8 @@ TEST(ProbeRegistry, EveryProbeIsListedOnceWithValidDefaults) {
     EXPECT_NO_THROW(p.check(p.defaults, "defaults")) << p.name;
     for (const auto& [key, help] : p.help) EXPECT_TRUE(p.defaults.contains(key)) << p.name << key;
   }
-  for (const char* expected :
-       {"grad_norms", "grad_hist", "weight_hist", "clip", "update_ratio", "landscape", "esm"}) {
+  for (const char* expected : {"grad_norms", "grad_hist", "weight_hist", "clip", "update_ratio",
+                               "landscape", "interpolation", "esm"}) {
     EXPECT_EQ(names.count(expected), 1u) << expected;
   }
   EXPECT_EQ(default_probe_options().size(), probes().size());

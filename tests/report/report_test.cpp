@@ -461,6 +461,18 @@ TEST_F(ReportTest, RenderScriptDrawsEveryPlot) {
       r.histograms.push_back({"weight_hist/fc", Axis::kEpoch, e, hist("linear", {0, 1}, {3})});
       db->write_epoch(run.id, e, r);
     }
+    // Surfaces at two epochs (an epoch <select>) and a 1-D curve, in a group of their own.
+    auto land = db->upsert_run("land", "norm=frn", R"({"land":1})", 3);
+    for (int64_t e = 0; e < 2; ++e) {
+      EpochRecords r;
+      r.surfaces.push_back({"landscape/epoch", e, non_square_landscape()});
+      Surface curve;
+      curve.x = {0.0, 0.5, 1.0};
+      curve.y = {0.0};
+      curve.z = {{1.0, 0.5, 0.2}};
+      r.surfaces.push_back({"interpolation", e, curve});
+      db->write_epoch(land.id, e, r);
+    }
   }
   write_html_report(options());
   fs::path check = fs::path(__FILE__).parent_path() / "render_check.js";
