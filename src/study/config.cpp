@@ -116,6 +116,7 @@ const Json& default_run_config() {
   static const Json defaults = [] {
     Json d = option_defaults<RunOptions>();
     d["probe"] = probe::default_probe_options();
+    d["phases"] = Json::array();  // [[run.phases]] tables (study/phases.h), checked by run_options
     return d;
   }();
   return defaults;

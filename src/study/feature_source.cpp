@@ -149,7 +149,7 @@ FeatureSources::FeatureSources(const RunOptions& lead, std::string architecture,
       timing_(timing),
       channels_(splits.train.images.size(1)),
       progress_(progress) {
-  if (lead_.train.frozen_bn == train::FrozenBatchNorm::kFreeze && cut_ > 0) {
+  if (!any_phase_updates_frozen_bn(lead_.phases) && cut_ > 0) {
     int64_t folded = 0;
     runner_ = models::folded_prefix(*prefix_, cut_, lead_.channels_last, &folded);
     if (folded == 0) runner_ = prefix_;
@@ -171,8 +171,7 @@ std::string feature_cache_refusal(const RunOptions& lead, models::ClassifierImpl
   if (!data::flip_only(lead.data.augment)) {
     return "augmentation other than horizontal flips changes the prefix input every epoch";
   }
-  if (lead.train.frozen_bn == train::FrozenBatchNorm::kUpdate &&
-      models::prefix_has_batch_norm(prefix, cut)) {
+  if (any_phase_updates_frozen_bn(lead.phases) && models::prefix_has_batch_norm(prefix, cut)) {
     return "train.frozen_bn = \"update\": the prefix's BatchNorm layers use batch statistics";
   }
   return "";

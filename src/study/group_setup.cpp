@@ -85,12 +85,12 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
   g.device = parse_device(o.device);
   g.splits = data::load_splits(o.data.split);
   g.prefix = build(o, g.splits, g.device, options.out_dir);
-  g.cut = models::cut_point(*g.prefix, o.train.trainable);
+  g.cut = run_cut(*g.prefix, o.phases);
   std::vector<bool> resume;
   for (auto& r : runs) {
     fs::create_directories(r->paths.dir);
     r->model = build(r->o, g.splits, g.device, options.out_dir);
-    require(models::cut_point(*r->model, r->o.train.trainable) == g.cut, r->name(),
+    require(run_cut(*r->model, r->o.phases) == g.cut, r->name(),
             "internal: members of a lockstep group differ in cut");
     for (const auto& [path, layer] : train::dmbn_layers(*r->model)) {
       require(r->model->stage_of(path + ".weight") >= g.cut,

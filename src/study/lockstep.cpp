@@ -94,9 +94,12 @@ class Group {
 
   void train_epoch(const std::vector<RunState*>& active, int64_t epoch) {
     auto t0 = Clock::now();
+    each(active, [&](RunState& r) { r.sync_phase(epoch); });
     // The prefix is frozen: in "update" mode its BN layers still use batch statistics and
-    // update their running estimates, as PyTorch does after model.train().
-    g_.prefix->train(lead().train.frozen_bn == train::FrozenBatchNorm::kUpdate);
+    // update their running estimates, as PyTorch does after model.train(). Every run of a
+    // group has the same phases (they are part of the group key).
+    g_.prefix->train(active.front()->current_phase().train.frozen_bn ==
+                     train::FrozenBatchNorm::kUpdate);
     FeatureSource& source = sources_->train();
     source.start_epoch(epoch);
     const int64_t steps = source.batches_per_epoch();
@@ -116,7 +119,7 @@ class Group {
     while (source.next(h, nullptr, t)) {
       const auto steps = Clock::now();
       each(active, [&](RunState& r) {
-        r.schedule->before_step(r.trainer->global_step());
+        r.schedule->before_step(r.phase_step());
         r.trainer->train_step(h, t);
       });
       timing_.step_seconds += seconds_since(steps);
@@ -177,7 +180,7 @@ class Group {
         if (d.improved) r.remember_best();
         stop = d.stop;
       }
-      r.schedule->end_epoch(epoch, monitored(r.o.schedule.monitor, r.stats, seen));
+      r.schedule->end_epoch(r.phase_epoch(epoch), monitored(r.o.schedule.monitor, r.stats, seen));
       r.epochs_done = epoch + 1;
       if (!stop && r.epochs_done < r.o.train.epochs) continue;
       finishing.push_back(&r);

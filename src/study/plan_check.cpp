@@ -77,9 +77,14 @@ void check_plan(const Plan& plan, const std::string& where) {
     for (const auto& [info, options] : o.probe.enabled) {
       if (info->check_model) info->check_model(options, *names.model, run_where);
     }
-    for (const auto& p : o.train.trainable) check(names, p, run_where, "train.trainable");
-    for (const auto& g : o.train.param_groups) {
-      check(names, g.pattern, run_where, "train.param_groups");
+    for (size_t i = 0; i < o.phases.size(); ++i) {
+      // Without phases, the one phase is the train table itself.
+      const std::string at = o.phases.size() > 1 ? "phases[" + std::to_string(i) + "]." : "train.";
+      for (const auto& p : o.phases[i].train.trainable)
+        check(names, p, run_where, at + "trainable");
+      for (const auto& g : o.phases[i].train.param_groups) {
+        check(names, g.pattern, run_where, at + "param_groups");
+      }
     }
     for (const auto& [info, options] : o.probe.enabled) {
       for (const auto& p : info->patterns(options)) {

@@ -130,6 +130,9 @@ RunOptions run_options(const Json& c, const std::string& where) {
     require_split(d, esm.at("split").get<std::string>(), where, "probe.esm.split");
   }
   if (uses_norm(m, "dmbn")) require_split(d, o.dmbn.split, where, "model.dmbn.split");
+  o.phases = parse_phases(
+      c, o.train, [&](const Json& phase_config) { return run_options(phase_config, where).train; },
+      where);
   return o;
 }
 

@@ -16,6 +16,7 @@
 #include "nn/dmbn.h"
 #include "probe/registry.h"
 #include "study/config.h"
+#include "study/phases.h"
 #include "train/early_stopping.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -68,6 +69,8 @@ struct RunOptions {
   bool tta_monitor = false;        // schedules/early stopping monitor the TTA validation loss
   std::string precision = "fp32";  // "bf16": autocast on CUDA
   ProbeSlice probe;
+  // The run's phases (study/phases.h); one phase over train.epochs without `phases`.
+  std::vector<Phase> phases;
 };
 // seed, device, and the data, model and train tables: each key with its default and checks.
 // The checks that involve several keys or the probes are run_options()'.

@@ -44,7 +44,10 @@ RunState::RunState(GroupMember r, const std::string& out_dir)
 
 void RunState::make_trainer(int64_t cut, torch::Device device, int64_t train_size, bool resume,
                             store::Store& db) {
-  train::TrainOptions to = o.train;
+  // A checkpoint holds the optimizer of the phase that wrote it: the phase of its last epoch.
+  const int64_t done = resume ? train::Trainer::checkpoint_epochs(paths.checkpoint()) : 0;
+  phase = phase_of(o.phases, std::max<int64_t>(done - 1, 0));
+  train::TrainOptions to = current_phase().train;
   to.label = name();
   to.progress = false;  // the group prints one progress line
   to.input_stage = cut;
@@ -52,22 +55,21 @@ void RunState::make_trainer(int64_t cut, torch::Device device, int64_t train_siz
   // DMBN adopts its momentum after each epoch's training, before anything evaluates.
   if (!train::dmbn_layers(*model).empty()) {
     dmbn = std::make_unique<train::DmbnAdopter>(*model, o.dmbn);
-    trainer->add_observer(dmbn.get());
   }
-  probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name(),
-                          paths.dir};
-  for (const auto& [info, options] : o.probe.enabled) {
-    probes.push_back(info->make(options, setup));
-    trainer->add_observer(probes.back().get());
-  }
+  attach_observers();
   const int64_t batch = o.data.train_batch(train_size);
-  const int64_t steps = (train_size + batch - 1) / batch;
-  schedule =
-      std::make_unique<train::LrSchedule>(o.schedule, trainer->optimizer(), steps, o.train.epochs);
+  steps_per_epoch = (train_size + batch - 1) / batch;
+  make_schedule();
   stopper = std::make_unique<train::EarlyStopping>(o.early_stopping);
   if (resume) {
     nlohmann::json extra;
     start_epoch = trainer->load_checkpoint(paths.checkpoint(), &extra);
+    if (extra.contains("phase")) {
+      require(extra["phase"] == phase, paths.checkpoint(),
+              "was written in phase " + extra["phase"].dump() + " but its epoch " +
+                  std::to_string(start_epoch) + " lies in phase " + std::to_string(phase),
+              "delete the file to restart this run from scratch");
+    }
     if (extra.contains("schedule")) schedule->load_state(extra["schedule"]);
     if (extra.contains("early_stopping")) stopper->load_state(extra["early_stopping"]);
     if (fs::exists(paths.best_weights())) best_state = read_file_text(paths.best_weights());
@@ -77,8 +79,40 @@ void RunState::make_trainer(int64_t cut, torch::Device device, int64_t train_siz
   db.truncate_from_epoch(id(), start_epoch);
 }
 
+void RunState::attach_observers() {
+  trainer->clear_observers();
+  probes.clear();
+  if (dmbn) trainer->add_observer(dmbn.get());
+  probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name(),
+                          paths.dir};
+  for (const auto& [info, options] : o.probe.enabled) {
+    probes.push_back(info->make(options, setup));
+    trainer->add_observer(probes.back().get());
+  }
+}
+
+void RunState::make_schedule() {
+  schedule = std::make_unique<train::LrSchedule>(o.schedule, trainer->optimizer(), steps_per_epoch,
+                                                 current_phase().epochs);
+}
+
+void RunState::sync_phase(int64_t epoch) {
+  const size_t want = phase_of(o.phases, epoch);
+  if (want == phase) return;
+  phase = want;
+  trainer->set_phase(current_phase().train, current_phase().keep_state);
+  attach_observers();
+  make_schedule();
+  log::info(name(), ": phase ", phase + 1, "/", o.phases.size(), " from epoch ", epoch + 1);
+}
+
+int64_t RunState::phase_step() const {
+  return trainer->global_step() - current_phase().first_epoch * steps_per_epoch;
+}
+
 void RunState::save_checkpoint(int64_t epoch) {
-  nlohmann::json extra = {{"schedule", schedule->state()}, {"early_stopping", stopper->state()}};
+  nlohmann::json extra = {
+      {"schedule", schedule->state()}, {"early_stopping", stopper->state()}, {"phase", phase}};
   trainer->save_checkpoint(paths.checkpoint(), epoch + 1, extra);
 }
 

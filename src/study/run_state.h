@@ -45,6 +45,18 @@ struct RunState {
   // True when the run's last checkpoint is final (all epochs, or stopped early).
   bool ended_in_checkpoint() const;
 
+  // Phases (study/phases.h): enters the phase of `epoch` if the run is not in it yet.
+  void sync_phase(int64_t epoch);
+  const Phase& current_phase() const { return o.phases[phase]; }
+  // Steps and epochs counted from the start of the current phase (its schedule's clock).
+  int64_t phase_step() const;
+  int64_t phase_epoch(int64_t epoch) const { return epoch - current_phase().first_epoch; }
+
+  // The probes (made anew at each phase boundary, so that "trainable" follows the phase) and
+  // DMBN's adoption, as the trainer's observers; the phase's schedule.
+  void attach_observers();
+  void make_schedule();
+
   GroupMember ref;
   RunOptions o;
   RunPaths paths;
@@ -57,6 +69,8 @@ struct RunState {
   std::string best_state;  // model archive bytes of the best epoch (early stopping)
   int64_t start_epoch = 0;
   int64_t epochs_done = 0;
+  size_t phase = 0;  // index into o.phases
+  int64_t steps_per_epoch = 0;
   bool done = false;  // finished, stopped early or failed
   bool failed = false;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

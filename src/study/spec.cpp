@@ -313,6 +313,11 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
         mark(src, overlay, from, schema);
       }
       const std::string group = point.label.empty() ? spec.name : point.label;
+      // With phases, train.epochs is their sum unless the study states it (then they must agree).
+      if (const int64_t sum = phase_epochs(cfg); sum > 0 && !src.count("train.epochs")) {
+        cfg["train"]["epochs"] = sum;
+        src["train.epochs"] = "phases (their sum)";
+      }
       cfg["seed"] = seed;
       src["seed"] = "[study] seeds";
       if (cfg["model"]["weights"] == "pretrain") {

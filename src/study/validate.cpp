@@ -89,7 +89,7 @@ GroupEstimate estimate_group(const std::vector<const RunPlan*>& runs, bool measu
   models::Classifier model = build_run_model(o, splits);
   check_weights(o, *model, lead_plan, notes);
   g.stages = model->num_stages();
-  g.cut = models::cut_point(*model, o.train.trainable);
+  g.cut = run_cut(*model, o.phases);
   const std::string refusal = feature_cache_refusal(o, *model, g.cut);
   g.cached = o.data.feature_cache != "off" && refusal.empty();
   if (!g.cached && g.cut > 0) {

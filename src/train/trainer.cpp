@@ -1,8 +1,10 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -63,13 +65,7 @@ void describe(TrainOptions& o, OptionFields& f) {
 Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device device)
     : model_(std::move(model)), options_(std::move(options)), device_(device) {
   model_->to(device_);
-  plan_ =
-      plan_parameters(*model_, options_.trainable, options_.param_groups, options_.optimizer.lr);
-  for (const auto& g : plan_.groups) {
-    trainable_.names.insert(trainable_.names.end(), g.names.begin(), g.names.end());
-    trainable_.params.insert(trainable_.params.end(), g.params.begin(), g.params.end());
-  }
-  optimizer_ = make_optimizer(options_.optimizer, plan_);
+  plan();
   {
     at::Generator gen = device_generator(device_);
     torch::Tensor saved = gen.get_state();
@@ -77,6 +73,19 @@ Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device d
     rng_state_ = gen.get_state();
     gen.set_state(saved);
   }
+}
+
+void Trainer::plan() {
+  plan_ =
+      plan_parameters(*model_, options_.trainable, options_.param_groups, options_.optimizer.lr);
+  trainable_.names.clear();
+  trainable_.params.clear();
+  for (const auto& g : plan_.groups) {
+    trainable_.names.insert(trainable_.names.end(), g.names.begin(), g.names.end());
+    trainable_.params.insert(trainable_.params.end(), g.params.begin(), g.params.end());
+  }
+  optimizer_ = make_optimizer(options_.optimizer, plan_);
+  frozen_bns_.clear();
   if (options_.frozen_bn == FrozenBatchNorm::kFreeze && !options_.trainable.empty()) {
     for (const auto& item : model_->named_modules()) {
       if (!nn::is_batch_norm(*item.value())) continue;
@@ -85,6 +94,49 @@ Trainer::Trainer(models::Classifier model, TrainOptions options, torch::Device d
         trains = trains || pattern_matches(pattern, item.key());
       }
       if (!trains) frozen_bns_.push_back(item.value());
+    }
+  }
+}
+
+namespace {
+
+// The optimizer's per-parameter state key: the TensorImpl's address, as a string in LibTorch
+// 1.x and as the pointer itself in later versions.
+template <typename Key>
+Key state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    return c10::guts::to_string(p.unsafeGetTensorImpl());
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+}  // namespace
+
+void Trainer::set_phase(const TrainOptions& options, bool keep_state) {
+  auto& old_state = optimizer_->state();
+  using Key = typename std::decay_t<decltype(old_state)>::key_type;
+  std::vector<std::pair<torch::Tensor, std::unique_ptr<torch::optim::OptimizerParamState>>> kept;
+  if (keep_state) {
+    for (const auto& p : trainable_.params) {
+      auto it = old_state.find(state_key<Key>(p));
+      if (it != old_state.end()) kept.emplace_back(p, it->second->clone());
+    }
+  }
+  options_.optimizer = options.optimizer;
+  options_.trainable = options.trainable;
+  options_.param_groups = options.param_groups;
+  options_.frozen_bn = options.frozen_bn;
+  // Gradients of parameters that stop training would linger, unused, in .grad.
+  for (auto& p : model_->parameters()) {
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+  }
+  plan();
+  auto& state = optimizer_->state();
+  for (auto& [p, s] : kept) {
+    if (std::find_if(trainable_.params.begin(), trainable_.params.end(),
+                     [&](const auto& t) { return t.is_same(p); }) != trainable_.params.end()) {
+      state[state_key<Key>(p)] = std::move(s);
     }
   }
 }
@@ -262,6 +314,20 @@ void Trainer::save_checkpoint(const std::string& path, int64_t epochs_done,
   std::ostringstream os;
   archive.save_to(os);
   write_file_atomic(path, os.str());
+}
+
+int64_t Trainer::checkpoint_epochs(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  torch::Tensor epochs_done;
+  try {
+    archive.load_from(path);
+    archive.read("epochs_done", epochs_done);
+  } catch (const c10::Error& e) {
+    throw Error(
+        path, "not a readable normlab checkpoint (" + std::string(e.what_without_backtrace()) + ")",
+        "delete the file to restart this run from scratch");
+  }
+  return epochs_done.item<int64_t>();
 }
 
 int64_t Trainer::load_checkpoint(const std::string& path, nlohmann::json* extra) {

@@ -89,6 +89,13 @@ class Trainer {
   Trainer(models::Classifier model, TrainOptions options, torch::Device device);
 
   void add_observer(Observer* observer) { observers_.push_back(observer); }
+  void clear_observers() { observers_.clear(); }
+
+  // A phase boundary (study/phases.h): trains what `options` says from now on (trainable,
+  // param_groups, optimizer, frozen_bn) with a new optimizer; `keep_state` carries the
+  // optimizer state of every parameter that trained before (e.g. Adam's moments and step).
+  // The model, the step count, the run's random stream and the observers stay.
+  void set_phase(const TrainOptions& options, bool keep_state);
 
   // begin_epoch sets train mode (frozen BN per options), each train_step runs forward from
   // options.input_stage, loss, backward, observers, clipping and the optimizer step;
@@ -117,6 +124,8 @@ class Trainer {
                        const nlohmann::json& extra = nlohmann::json::object());
   // Returns the number of completed epochs stored in the checkpoint; fills `extra` if given.
   int64_t load_checkpoint(const std::string& path, nlohmann::json* extra = nullptr);
+  // The number of completed epochs a checkpoint holds, without loading it into a trainer.
+  static int64_t checkpoint_epochs(const std::string& path);
 
   models::Classifier& model() { return model_; }
   Recorder& recorder() { return recorder_; }
@@ -127,6 +136,7 @@ class Trainer {
 
  private:
   void set_train_mode();
+  void plan();  // trainable_, optimizer_ and frozen_bns_ from options_
 
   models::Classifier model_;
   TrainOptions options_;

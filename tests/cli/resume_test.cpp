@@ -79,6 +79,40 @@ strategy = [
 ]
 )toml";
 
+// Phases: the head alone for two epochs, then features.2 too with Adam's state carried over
+// and a plateau schedule that starts over. The kill comes after two epochs, at the boundary
+// or past it: the resumed run must cross it as the uninterrupted one did.
+const char* kPhasesStudy = R"toml(
+[study]
+name = "resume_phases"
+seeds = [3]
+
+[run]
+data.dataset = "synthetic"
+data.synthetic = { size = 1200, classes = 4, hw = 16 }
+data.augment = { hflip = true, crop_padding = 2 }
+model.width = 8
+model.depth = 3
+model.head = { hidden = 16, dropout = 0.3 }
+train.batch_size = 16
+train.schedule = { name = "plateau", patience = 1 }
+probe.grad_norms = { enabled = true }
+probe.update_ratio = { enabled = true }
+
+[[run.phases]]
+epochs = 2
+trainable = ["head"]
+
+[[run.phases]]
+epochs = 3
+trainable = ["features.2", "head"]
+optimizer = { lr = 3e-4 }
+keep_state = true
+
+[grid]
+"model.head.norm" = ["bn", "frn"]
+)toml";
+
 struct Final {
   std::map<std::string, double> metrics;  // "run name|metric" -> value at the last epoch
   std::map<std::string, io::StateDict> weights;
@@ -181,6 +215,10 @@ void expect_resumes_bit_identically(const std::string& name, const char* study, 
 
 TEST(Resume, KilledStudyResumesBitIdentically) {
   expect_resumes_bit_identically("resume", kStudy, 2);
+}
+
+TEST(Resume, KilledPhasedStudyResumesBitIdenticallyAcrossTheBoundary) {
+  expect_resumes_bit_identically("resume_phases", kPhasesStudy, 2);
 }
 
 TEST(Resume, KilledDmbnStudyResumesBitIdentically) {

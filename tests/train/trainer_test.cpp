@@ -92,6 +92,58 @@ TEST(Trainer, LearnsSyntheticDataAndCallsObservers) {
   EXPECT_EQ(flushed.step_scalars.size(), 32u);  // train/loss + grad_norm/total per step
 }
 
+// A phase boundary: what trains changes, the optimizer is new (its state fresh, or carried
+// over for the parameters that trained before with keep_state).
+TEST(Trainer, SetPhaseReplansTheParametersAndTheOptimizerState) {
+  data::Batcher train_b(synthetic(64, true), batch_opts(true), 0);  // 2 steps per epoch
+  auto adam_step = [](Trainer& t, const std::string& name) -> int64_t {
+    torch::Tensor p;
+    for (const auto& item : t.model()->named_parameters()) {
+      if (item.key() == name) p = item.value();
+    }
+    for (const auto& group : t.optimizer().param_groups()) {
+      for (const auto& q : group.params()) {
+        if (!q.is_same(p)) continue;
+        auto& state = t.optimizer().state();
+        auto it = state.find(c10::guts::to_string(q.unsafeGetTensorImpl()));
+        if (it == state.end()) return 0;
+        return static_cast<torch::optim::AdamParamState&>(*it->second).step();
+      }
+    }
+    return -1;  // not trained
+  };
+  for (bool keep : {false, true}) {
+    SCOPED_TRACE(keep ? "keep_state" : "fresh");
+    apply_seed(0);
+    TrainOptions head = opts();
+    head.trainable = {"head"};
+    Trainer t(tiny_model(), head, torch::kCPU);
+    const torch::Tensor trunk_before = t.model()->features->parameters()[0].detach().clone();
+    testing::train_epoch(t, train_b, 0);
+    EXPECT_TRUE(torch::equal(trunk_before, t.model()->features->parameters()[0]));
+    EXPECT_EQ(adam_step(t, "head.0.weight"), 2);
+    EXPECT_EQ(adam_step(t, "features.0.0.weight"), -1);
+
+    TrainOptions all = opts();  // trainable = [] : everything
+    t.set_phase(all, keep);
+    EXPECT_EQ(t.trainable().names.size(), t.model()->parameters().size());
+    EXPECT_EQ(adam_step(t, "head.0.weight"), keep ? 2 : 0);
+    EXPECT_EQ(adam_step(t, "features.0.0.weight"), 0);
+    testing::train_epoch(t, train_b, 1);
+    EXPECT_FALSE(torch::equal(trunk_before, t.model()->features->parameters()[0]));
+    EXPECT_EQ(adam_step(t, "head.0.weight"), keep ? 4 : 2);
+    EXPECT_EQ(adam_step(t, "features.0.0.weight"), 2);
+    EXPECT_EQ(t.global_step(), 4);
+
+    // Back to the head only: the trunk stops moving and keeps no stale gradient.
+    t.set_phase(head, keep);
+    const torch::Tensor trunk_after = t.model()->features->parameters()[0].detach().clone();
+    EXPECT_FALSE(t.model()->features->parameters()[0].grad().defined());
+    testing::train_epoch(t, train_b, 2);
+    EXPECT_TRUE(torch::equal(trunk_after, t.model()->features->parameters()[0]));
+  }
+}
+
 TEST(Trainer, FrozenBatchNormOptionControlsRunningStats) {
   for (auto mode : {FrozenBatchNorm::kUpdate, FrozenBatchNorm::kFreeze}) {
     apply_seed(0);
