@@ -19,6 +19,10 @@ inline const std::string kBestEpoch = "early_stopping/best_epoch";
 inline const std::string kMonitored = "early_stopping/monitored";
 // Per-step: the global gradient L2 norm before clipping.
 inline const std::string kGradNormTotal = "grad_norm/total";
+// Per-step: loss and accuracy (percent) on the fixed validation sample every
+// train.val_every steps (S2's per-minibatch validation loss).
+inline const std::string kStepValLoss = "step_val/loss";
+inline const std::string kStepValAcc = "step_val/acc";
 
 // Evaluation metrics of a split ("val", "test", "train_eval"): "<split>/<name>".
 inline const std::vector<std::string> kEvalNames = {"loss", "acc", "macro_sensitivity",

@@ -15,6 +15,7 @@
 #include "study/group_eval.h"
 #include "study/group_setup.h"
 #include "study/run_metrics.h"
+#include "study/step_validation.h"
 #include "study/weights.h"
 #include "train/autocast.h"
 
@@ -39,6 +40,10 @@ class Group {
     const std::string arch = prefix_key(runs_.front()->ref.plan->config).architecture().dump();
     sources_ = std::make_unique<FeatureSources>(lead(), arch, g_.prefix, g_.cut, g_.device,
                                                 g_.splits, timing_, options_.progress);
+    step_val_ =
+        std::make_unique<StepValidation>(lead(), *sources_,
+                                         g_.cut > 0 && any_phase_updates_frozen_bn(lead().phases) &&
+                                             models::prefix_has_batch_norm(*g_.prefix, g_.cut));
     release_free_memory();  // the setup's peak (weights, recalibration, cache) is over
     log::info("lockstep group of ", runs_.size(), " run(s): frozen prefix of ", g_.cut,
               " stage(s) ", sources_->cached() ? "read from the feature cache" : "runs per batch");
@@ -124,6 +129,14 @@ class Group {
       });
       timing_.step_seconds += seconds_since(steps);
       timing_.train_samples += t.y.size(0) * static_cast<int64_t>(active.size());
+      if (step_val_->enabled()) {
+        const int64_t done = active.front()->trainer->global_step();
+        if (step_val_->due(done)) {
+          const auto evals = Clock::now();
+          step_val_->record(active, done);
+          timing_.eval_seconds += seconds_since(evals);
+        }
+      }
       progress.step(epoch, ++step, t.y.size(0));
     }
     each(active, [](RunState& r) { r.stats = r.trainer->end_epoch(); });
@@ -261,6 +274,7 @@ class Group {
   std::vector<std::unique_ptr<RunState>> runs_;
   GroupModels g_;
   std::unique_ptr<FeatureSources> sources_;
+  std::unique_ptr<StepValidation> step_val_;
 };
 
 }  // namespace

@@ -69,6 +69,8 @@ void describe(RunOptions& o, OptionFields& f) {
     t.field("batch_size", o.data.batch_size, positive);
     t.field("full_batch", o.data.full_batch);
     t.field("eval_batch_size", o.data.eval_batch_size, positive);
+    t.field("val_every", o.val_every, Range{0, std::numeric_limits<double>::infinity(), ">= 0"});
+    t.field("val_sample", o.val_sample, positive);
     t.field("tta", o.tta);
     t.field("tta_monitor", o.tta_monitor);
     t.field("precision", o.precision, {"fp32", "bf16"});

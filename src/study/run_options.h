@@ -65,6 +65,11 @@ struct RunOptions {
   train::TrainOptions train;
   train::ScheduleOptions schedule;
   train::EarlyStoppingOptions early_stopping;
+  // Every val_every training steps (0 = never), the loss and accuracy on the first
+  // val_sample images of the validation split (the training images when there is none),
+  // for every run of a lockstep group in one pass: S2's per-minibatch validation loss.
+  int64_t val_every = 0;
+  int64_t val_sample = 512;
   bool tta = false;                // evaluation logits = mean of original and flipped
   bool tta_monitor = false;        // schedules/early stopping monitor the TTA validation loss
   std::string precision = "fp32";  // "bf16": autocast on CUDA
