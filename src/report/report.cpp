@@ -18,6 +18,7 @@
 #include "report/html.h"
 #include "report/layer_series.h"
 #include "report/seed_stats.h"
+#include "report/step_curves.h"
 #include "report/surfaces.h"
 #include "store/metric_names.h"
 #include "store/store.h"
@@ -87,27 +88,6 @@ std::string fmt(double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.4g", value);
   return buf;
-}
-
-// Averages consecutive buckets so that at most max_points remain (x = mean step of bucket).
-std::pair<json, json> downsample(const std::vector<std::pair<double, double>>& points,
-                                 size_t max_points) {
-  json xs = json::array();
-  json ys = json::array();
-  size_t bucket = std::max<size_t>(1, (points.size() + max_points - 1) / max_points);
-  for (size_t i = 0; i < points.size(); i += bucket) {
-    size_t end = std::min(points.size(), i + bucket);
-    double sx = 0;
-    double sy = 0;
-    for (size_t j = i; j < end; ++j) {
-      sx += points[j].first;
-      sy += points[j].second;
-    }
-    double n = static_cast<double>(end - i);
-    xs.push_back(plot_value(sx / n));
-    ys.push_back(plot_value(sy / n));
-  }
-  return {xs, ys};
 }
 
 std::string study_title(const ReportOptions& options, const store::Store& db) {
@@ -278,29 +258,20 @@ json epoch_curves(const std::vector<Group>& groups) {
   return curves;
 }
 
+// Per-configuration run ids and colours, for the per-step series (report/step_curves.h).
+std::vector<GroupRuns> group_runs(const std::vector<Group>& groups) {
+  std::vector<GroupRuns> out;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    GroupRuns g{groups[gi].name, gi, {}};
+    for (const auto& run : groups[gi].runs) g.run_ids.push_back(run.record.id);
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
 // Total gradient norm per step, mean over the seeds of each configuration.
 json grad_total(const store::Store& db, const std::vector<Group>& groups) {
-  json traces = json::array();
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
-    std::map<int64_t, std::pair<double, size_t>> by_step;
-    for (const auto& run : groups[gi].runs) {
-      for (const auto& p : db.scalars(run.record.id, Axis::kStep, kGradTotal)) {
-        if (p.name != kGradTotal) continue;
-        auto& acc = by_step[p.step];
-        acc.first += p.value;
-        acc.second++;
-      }
-    }
-    if (by_step.empty()) continue;
-    std::vector<std::pair<double, double>> points;
-    points.reserve(by_step.size());
-    for (const auto& [step, acc] : by_step) {
-      points.emplace_back(static_cast<double>(step), acc.first / static_cast<double>(acc.second));
-    }
-    auto [x, y] = downsample(points, kMaxPointsPerTrace);
-    traces.push_back({{"name", groups[gi].name}, {"index", gi}, {"x", x}, {"y", y}});
-  }
-  return traces;
+  return step_series(db, group_runs(groups), kGradTotal, kMaxPointsPerTrace);
 }
 
 // Per-layer gradient norms of the first seed of each configuration that recorded them.
@@ -823,6 +794,7 @@ Study load_study(const store::Store& db) {
   study.best = best_group(study.groups);
   study.data = {{"curves", epoch_curves(study.groups)},
                 {"grad_total", grad_total(db, study.groups)},
+                {"step_curves", step_curves(db, group_runs(study.groups), kMaxPointsPerTrace)},
                 {"grad_layers", grad_layers(db, study.groups)},
                 {"histograms", histograms(db, study.groups, &study.notes)},
                 {"surfaces", surfaces(db, study.groups, &study.notes)},
@@ -889,6 +861,7 @@ void write_html_report(const ReportOptions& options) {
   html << "<h2>Training curves</h2>\n";
   if (curves.empty()) html << "<p>No epoch metrics recorded.</p>\n";
   html << plot_divs("curve-", curves.size());
+  html << step_curve_sections(data["step_curves"]);
 
   html << "<h2>Gradient norms</h2>\n";
   if (data["grad_total"].empty() && data["grad_layers"].empty()) {
@@ -944,7 +917,8 @@ void write_html_report(const ReportOptions& options) {
 
   html << "<script type=\"application/json\" id=\"normlab-data\">" << json_for_script(data)
        << "</script>\n<script>"
-       << escape_script_text(std::string(kRenderScript) + layer_series_script() + surface_script())
+       << escape_script_text(std::string(kRenderScript) + layer_series_script() + surface_script() +
+                             step_curve_script())
        << "</script>\n"
        << "</body>\n</html>\n";
   write_file_atomic(options.output_path, html.str());

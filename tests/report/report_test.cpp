@@ -82,6 +82,9 @@ class ReportTest : public ::testing::Test {
         records.step_scalars.push_back({"grad_norm/total", step, 1.0 + static_cast<double>(seed)});
         records.step_scalars.push_back({"grad_norm/fc.weight", step, 0.5});
         records.step_scalars.push_back({"grad_norm/conv1.weight", step, 0.25});
+        records.step_scalars.push_back(
+            {"train/loss", step, 2.0 - 0.01 * static_cast<double>(step)});
+        if (s % 2 == 1) records.step_scalars.push_back({"step_val/loss", step, 2.5 - acc});
       }
       records.epoch_scalars = {{"val/acc", e, acc},
                                {"val/loss", e, 2.0 - acc},

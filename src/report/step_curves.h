@@ -1,0 +1,44 @@
+// Per-step curves in the report: the training loss per step and the per-minibatch validation
+// loss and accuracy (train.val_every), mean over the seeds of each configuration, with a
+// smoothing control (an exponential moving average, debiased as TensorBoard's, applied in the
+// page) for S1's "running-average-smoothed" curves and S2's per-minibatch losses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+
+namespace normlab::report {
+
+struct GroupRuns {
+  std::string name;
+  size_t index = 0;  // the configuration's colour
+  std::vector<int64_t> run_ids;
+};
+
+// Averages consecutive buckets so that at most max_points remain (x = mean step of bucket).
+std::pair<nlohmann::json, nlohmann::json> downsample(
+    const std::vector<std::pair<double, double>>& points, size_t max_points);
+
+// [{name, index, x, y}] of one per-step series: per configuration the mean over its runs at
+// each step, downsampled to max_points.
+nlohmann::json step_series(const store::Store& db, const std::vector<GroupRuns>& groups,
+                           const std::string& name, size_t max_points);
+
+// [{metric, groups: step_series(...)}] for train/loss, step_val/loss and step_val/acc, those
+// that any run recorded.
+nlohmann::json step_curves(const store::Store& db, const std::vector<GroupRuns>& groups,
+                           size_t max_points);
+
+// The page's HTML for step_curves(): the smoothing <select> and one plot per metric.
+std::string step_curve_sections(const nlohmann::json& curves);
+
+// The script drawing them (an IIFE reading the page's normlab-data element).
+const char* step_curve_script();
+
+}  // namespace normlab::report
