@@ -58,7 +58,10 @@ int study_run(const StudyRunArgs& a) {
   std::string out =
       a.out.empty() ? default_out_dir(a.spec, plan.study_name + (a.smoke ? "-smoke" : "")) : a.out;
   std::printf("normlab: study '%s': %zu runs%s -> %s\n", plan.study_name.c_str(), plan.runs.size(),
-              plan.pretrain ? " + pretraining" : "", out.c_str());
+              plan.pretrains.empty()
+                  ? ""
+                  : (" + " + std::to_string(plan.pretrains.size()) + " pretraining").c_str(),
+              out.c_str());
   for (const auto& [later, kept] : plan.same_runs) {
     std::printf("normlab: '%s' is the same run as '%s': it runs once\n", later.c_str(),
                 kept.c_str());
@@ -110,7 +113,7 @@ int config_show(const std::string& spec_path, const std::vector<std::string>& se
   eo.smoke = smoke;
   auto plan = normlab::study::expand(spec, eo);
   std::vector<const normlab::study::RunPlan*> all;
-  if (plan.pretrain) all.push_back(&*plan.pretrain);
+  for (const auto& p : plan.pretrains) all.push_back(&p);
   for (const auto& r : plan.runs) all.push_back(&r);
   if (json) {
     nlohmann::json runs = nlohmann::json::array();

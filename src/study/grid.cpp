@@ -47,8 +47,10 @@ Json normalized(const Json& settings) {
   return out;
 }
 
+// A run config key, or "pretrain.<key>": a key of the point's pretraining.
 bool is_config_key(const std::string& key) {
-  return default_run_config().contains(key.substr(0, key.find('.')));
+  const std::string rest = key.rfind("pretrain.", 0) == 0 ? key.substr(9) : key;
+  return default_run_config().contains(rest.substr(0, rest.find('.')));
 }
 
 std::string value_text(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
@@ -169,6 +171,10 @@ void parse_axes(const Json& node, const std::string& prefix, const std::string& 
     }
     if (prefix.empty() && key == "include") {
       parse_include(item.value(), where + ": " + section + " include", grid);
+      continue;
+    }
+    if (prefix.empty() && key == "pretrain" && item.value().is_object()) {
+      parse_axes(item.value(), "pretrain", where, grid, subgrids);  // pretrain.<key> axes
       continue;
     }
     if (prefix.empty() && !is_config_key(key)) {

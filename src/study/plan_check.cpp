@@ -49,7 +49,7 @@ void check(const Names& names, const std::string& pattern, const std::string& wh
 
 void check_plan(const Plan& plan, const std::string& where) {
   std::vector<const RunPlan*> runs;
-  if (plan.pretrain) runs.push_back(&*plan.pretrain);
+  for (const auto& p : plan.pretrains) runs.push_back(&p);
   for (const auto& r : plan.runs) runs.push_back(&r);
   std::map<std::string, Names> built;  // model config -> names
   for (const RunPlan* r : runs) {

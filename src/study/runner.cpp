@@ -1,10 +1,13 @@
 #include "study/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "store/store.h"
@@ -22,8 +25,13 @@ StudyResult run_study(const Plan& plan, const RunnerOptions& options) {
   if (!options.spec_text.empty()) db->set_meta("spec", options.spec_text);
   db->set_meta("threads", std::to_string(threads));
   db->set_meta("torch_version", TORCH_VERSION);
-  if (plan.pretrain) {
-    db->set_meta("auxiliary_groups", nlohmann::json::array({plan.pretrain->group}).dump());
+  if (!plan.pretrains.empty()) {
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& p : plan.pretrains) {
+      if (std::find(groups.begin(), groups.end(), p.group) == groups.end())
+        groups.push_back(p.group);
+    }
+    db->set_meta("auxiliary_groups", groups.dump());
   }
 
   StudyResult result;
@@ -34,26 +42,37 @@ StudyResult run_study(const Plan& plan, const RunnerOptions& options) {
     if (record.status == store::RunStatus::kComplete) ++result.skipped;
     return record;
   };
-  if (plan.pretrain) {
-    auto record = register_run(*plan.pretrain);
-    if (record.status != store::RunStatus::kComplete) {
-      run_group({{&*plan.pretrain, record}}, *db, options, result, timing);
-    }
-  }
-  // Later runs cannot start from weights that were never trained.
-  if (result.failed == 0) {
-    // Lockstep groups in order of first appearance in the plan.
+  // Lockstep groups in order of first appearance: the pretraining runs first, then the runs.
+  auto run_all = [&](const std::vector<RunPlan>& runs, const std::set<std::string>& blocked) {
     std::vector<std::string> keys;
     std::map<std::string, std::vector<GroupMember>> groups;
-    for (const auto& run : plan.runs) {
+    for (const auto& run : runs) {
       auto record = register_run(run);
       if (record.status == store::RunStatus::kComplete) continue;
+      const std::string weights = run.config.at("model").at("weights").get<std::string>();
+      if (blocked.count(weights)) {
+        // A run cannot start from weights that were never trained.
+        const std::string why = "its pretraining (" + weights + ") failed";
+        db->set_status(record.id, store::RunStatus::kFailed, why);
+        ++result.failed;
+        result.failures.push_back(run.name + ": " + why);
+        continue;
+      }
       std::string key = group_key(run.config);
       if (groups.find(key) == groups.end()) keys.push_back(key);
       groups[key].push_back({&run, record});
     }
     for (const auto& key : keys) run_group(groups[key], *db, options, result, timing);
+  };
+  run_all(plan.pretrains, {});
+  std::set<std::string> failed_pretraining;
+  for (const auto& p : plan.pretrains) {
+    auto record = db->find_run(sha256_hex(canonical_text(p.config)));
+    if (!record || record->status != store::RunStatus::kComplete) {
+      failed_pretraining.insert("pretrain:" + sha256_hex(canonical_text(p.config)).substr(0, 16));
+    }
   }
+  run_all(plan.runs, failed_pretraining);
   db->set_meta("engine_timing", timing.to_json().dump());
   result.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

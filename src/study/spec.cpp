@@ -82,7 +82,9 @@ void leaves(const Json& node, const Json& schema, const std::string& prefix,
     const std::string key = prefix.empty() ? item.key() : prefix + "." + item.key();
     const Json* def =
         schema.is_object() && schema.contains(item.key()) ? &schema[item.key()] : nullptr;
-    if (item.value().is_object() && def != nullptr && def->is_object() && !def->empty()) {
+    if (prefix.empty() && item.key() == "pretrain" && item.value().is_object()) {
+      leaves(item.value(), schema, key, out);  // a grid point's pretrain.<key> settings
+    } else if (item.value().is_object() && def != nullptr && def->is_object() && !def->empty()) {
       leaves(item.value(), *def, key, out);
     } else {
       out.emplace_back(key, item.value());
@@ -136,7 +138,12 @@ Spec parse_spec(const std::string& text, const std::string& where) {
   if (doc.contains("study")) {
     const Json& s = doc["study"];
     require(s.is_object(), where + ": [study]", "must be a table");
-    check_keys(s, {"name", "description", "seeds"}, where + " [study]");
+    check_keys(s, {"name", "description", "seeds", "pretrain_per_seed"}, where + " [study]");
+    if (s.contains("pretrain_per_seed")) {
+      require(s["pretrain_per_seed"].is_boolean(), where + ": key 'study.pretrain_per_seed'",
+              "must be true or false");
+      spec.pretrain_per_seed = s["pretrain_per_seed"].get<bool>();
+    }
     if (s.contains("name")) {
       require(s["name"].is_string(), where + ": key 'study.name'", "must be a string");
       spec.name = s["name"].get<std::string>();
@@ -228,6 +235,12 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       require(pre.has_value(), from, "the study has no [pretrain] section");
       set_config_value(*pre, key.substr(9), value, from);
       mark(pre_src, nested_key(key.substr(9), value), "--set", schema);
+      for (auto& grid : grids) {
+        for (auto& axis : grid.axes) {
+          if (axis.kind == GridAxis::Kind::key && axis.key == key) axis.values = {value};
+        }
+      }
+      config_sets.emplace_back(key, from);
       continue;
     }
     bool variant_axis = false;
@@ -292,15 +305,30 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
 
   Plan plan;
   plan.study_name = spec.name;
-  std::string pretrain_ref;
-  if (pre) {
-    (*pre)["seed"] = seeds.front();
-    validate_run_config(*pre, where + " [pretrain]");
-    pre_src["seed"] = "[study] seeds (the first)";
-    RunPlan p{"pretrain", "pretrain", *pre, "pretrain", pre_src};
-    plan.pretrain = p;
-    pretrain_ref = "pretrain:" + sha256_hex(canonical_text(*pre)).substr(0, 16);
-  }
+  // The pretraining a run needs: [pretrain] with the point's own pretrain.* settings, seeded
+  // with the study's first seed or, with [study] pretrain_per_seed, the run's. Each distinct
+  // config is planned once and found by its hash.
+  auto pretraining = [&](const Json& point_pre, const Provenance& point_src,
+                         const std::string& label, int64_t seed, const std::string& from) {
+    require(pre.has_value(), where + ": key 'model.weights'",
+            "is \"pretrain\" but the study has no [pretrain] section");
+    Json cfg = *pre;
+    Provenance src = pre_src;
+    merge_config(cfg, point_pre, where + " " + from);
+    for (const auto& [k, v] : point_src) src[k] = v;
+    cfg["seed"] = spec.pretrain_per_seed ? seed : seeds.front();
+    src["seed"] = spec.pretrain_per_seed ? "[study] seeds" : "[study] seeds (the first)";
+    const std::string ref = "pretrain:" + sha256_hex(canonical_text(cfg)).substr(0, 16);
+    for (const auto& p : plan.pretrains) {
+      if ("pretrain:" + sha256_hex(canonical_text(p.config)).substr(0, 16) == ref) return ref;
+    }
+    validate_run_config(cfg, where + " [pretrain]" + (label.empty() ? "" : " " + label));
+    const std::string group = label.empty() ? "pretrain" : "pretrain " + label;
+    const std::string name =
+        spec.pretrain_per_seed ? group + " seed=" + std::to_string(seed) : group;
+    plan.pretrains.push_back({name, group, cfg, "pretrain", src});
+    return ref;
+  };
 
   const std::vector<GridPoint> points = grid_points(grids);
   std::map<std::string, std::string> seen;  // canonical config -> run name
@@ -308,7 +336,24 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
     for (const auto& point : points) {
       Json cfg = base;
       Provenance src = base_src;
-      for (const auto& [overlay, from] : point.overlays) {
+      Json point_pre = Json::object();  // the point's pretrain.* settings
+      Provenance point_pre_src;
+      std::string pre_label, pre_from;
+      for (const auto& [settings, from] : point.overlays) {
+        Json overlay = settings;
+        if (overlay.contains("pretrain")) {
+          const Json part = overlay["pretrain"];
+          overlay.erase("pretrain");
+          Json probe = default_run_config();
+          merge_config(probe, part, where + " " + from + " (pretrain)");
+          merge_config(point_pre, part, where + " " + from + " (pretrain)", schema);
+          mark(point_pre_src, part, from, schema);
+          for (const auto& [k, v] : config_leaves(part)) {
+            pre_label += (pre_label.empty() ? "" : " ") + k.substr(k.rfind('.') + 1) + "=" +
+                         (v.is_string() ? v.get<std::string>() : v.dump());
+          }
+          pre_from = from;
+        }
         merge_config(cfg, overlay, where + " " + from);
         mark(src, overlay, from, schema);
       }
@@ -321,9 +366,10 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       cfg["seed"] = seed;
       src["seed"] = "[study] seeds";
       if (cfg["model"]["weights"] == "pretrain") {
-        require(!pretrain_ref.empty(), where + ": key 'model.weights'",
-                "is \"pretrain\" but the study has no [pretrain] section");
-        cfg["model"]["weights"] = pretrain_ref;
+        cfg["model"]["weights"] = pretraining(point_pre, point_pre_src, pre_label, seed, pre_from);
+      } else {
+        require(point_pre.empty(), where + " " + pre_from,
+                "sets pretrain keys, but the run's model.weights is not \"pretrain\"");
       }
       validate_run_config(cfg, where + " " + (point.label.empty() ? "[run]" : point.label));
       const std::string name = group + " seed=" + std::to_string(seed);
@@ -335,6 +381,8 @@ Plan expand(const Spec& spec, const ExpandOptions& options) {
       plan.runs.push_back({name, group, cfg, "run", std::move(src)});
     }
   }
+  // A [pretrain] that no run starts from still trains once (its own study, e.g. a source task).
+  if (pre && plan.pretrains.empty()) pretraining(Json::object(), {}, "", seeds.front(), "");
   check_plan(plan, where);
   return plan;
 }

@@ -1,7 +1,10 @@
 // A study file (TOML) and its expansion into runs.
 //
 //   [study]    name, description, seeds = [..]
-//   [pretrain] optional: a run config trained once; runs use it with model.weights = "pretrain"
+//   [pretrain] optional: a run config trained once; runs use it with model.weights = "pretrain".
+//              A grid point may set pretrain.<key> (a source model with and without BN): each
+//              distinct pretraining config trains once; [study] pretrain_per_seed = true gives
+//              each seed its own.
 //   [run]      the base run config (see study/config.cpp for every key and default)
 //   [grid]     "dotted.key" = [values...]: the points the runs sit on, times seeds: axes,
 //              named-variant axes, zipped axes, include points and named sub-grids (grid.h)
@@ -29,6 +32,8 @@ struct Spec {
   std::string description;
   std::vector<int64_t> seeds{0};
   std::optional<Json> pretrain;  // overlay for the pretraining run
+  // One pretraining per seed (each seed's runs start from their own), not one for all.
+  bool pretrain_per_seed = false;
   Json run = Json::object();     // overlay for every run
   std::vector<Grid> grids;       // [grid] first, then its named sub-grids
   std::optional<Json> smoke;     // {"seeds": [...], "run": {...}, "pretrain": {...}}
@@ -57,7 +62,9 @@ std::vector<std::pair<std::string, Json>> config_leaves(const Json& config);
 
 struct Plan {
   std::string study_name;
-  std::optional<RunPlan> pretrain;
+  // The pretraining runs the runs start from (model.weights = "pretrain"): one per distinct
+  // pretraining config, in order of first use.
+  std::vector<RunPlan> pretrains;
   std::vector<RunPlan> runs;
   // Points of different grids that resolve to the same config and seed run once, under the
   // first name: (the later name, the name it runs under).

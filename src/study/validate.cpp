@@ -151,7 +151,7 @@ Validation validate_plan(const Plan& plan, const std::string& where, bool measur
   check_plan(plan, where);
   Validation v;
   v.study = plan.study_name;
-  if (plan.pretrain) v.groups.push_back(estimate_group({&*plan.pretrain}, measure, v.notes));
+  for (const auto& p : plan.pretrains) v.groups.push_back(estimate_group({&p}, measure, v.notes));
   // Lockstep groups in order of first appearance, as the runner forms them.
   std::vector<std::string> keys;
   std::map<std::string, std::vector<const RunPlan*>> groups;

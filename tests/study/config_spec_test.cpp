@@ -136,7 +136,7 @@ TEST(Spec, ExpandsGridTimesSeeds) {
   Spec spec = parse_spec(kSpec, "demo.toml");
   Plan plan = expand(spec, {});
   ASSERT_EQ(plan.runs.size(), 12u);
-  ASSERT_TRUE(plan.pretrain.has_value());
+  ASSERT_EQ(plan.pretrains.size(), 1u);
   EXPECT_EQ(plan.runs[0].name, "norm=bn clip_norm=0.0 seed=0");
   EXPECT_EQ(plan.runs[1].name, "norm=bn clip_norm=0.1 seed=0");
   EXPECT_EQ(plan.runs[5].group, "norm=frn clip_norm=0.1");
@@ -149,7 +149,7 @@ TEST(Spec, ExpandsGridTimesSeeds) {
   std::set<std::string> texts;
   for (const auto& r : plan.runs) texts.insert(canonical_text(r.config));
   EXPECT_EQ(texts.size(), 12u);
-  EXPECT_EQ(plan.pretrain->config["data"]["classes"], Json::parse("[0,1]"));
+  EXPECT_EQ(plan.pretrains[0].config["data"]["classes"], Json::parse("[0,1]"));
 }
 
 TEST(Spec, SetNarrowsAxesAndSmokeApplies) {
@@ -160,7 +160,7 @@ TEST(Spec, SetNarrowsAxesAndSmokeApplies) {
   ASSERT_EQ(plan.runs.size(), 2u);
   EXPECT_EQ(plan.runs[0].config["model"]["head"]["norm"], "ln");
   EXPECT_EQ(plan.runs[0].config["seed"], 3);
-  EXPECT_EQ(plan.pretrain->config["train"]["epochs"], 2);
+  EXPECT_EQ(plan.pretrains[0].config["train"]["epochs"], 2);
 
   ExpandOptions s;
   s.smoke = true;
@@ -168,7 +168,7 @@ TEST(Spec, SetNarrowsAxesAndSmokeApplies) {
   ASSERT_EQ(smoke.runs.size(), 6u);
   EXPECT_EQ(smoke.runs[0].config["data"]["dataset"], "synthetic");
   EXPECT_EQ(smoke.runs[0].config["seed"], 7);
-  EXPECT_EQ(smoke.pretrain->config["data"]["dataset"], "synthetic");
+  EXPECT_EQ(smoke.pretrains[0].config["data"]["dataset"], "synthetic");
 }
 
 // --set takes JSON or, as a study file writes it, TOML: an inline table in an array.

@@ -50,8 +50,8 @@ using testing::runner;
 
 TEST(S3Study, PlanHasBothStagesAndTheUnfreezeGrid) {
   Plan plan = expand(s3_spec(), {});
-  ASSERT_TRUE(plan.pretrain.has_value());
-  const Json& pre = plan.pretrain->config;
+  ASSERT_EQ(plan.pretrains.size(), 1u);
+  const Json& pre = plan.pretrains[0].config;
   // Stage 1: head only on cached features of the frozen backbone.
   EXPECT_EQ(pre["train"]["trainable"], Json::array({"head"}));
   EXPECT_EQ(pre["train"]["frozen_bn"], "freeze");
@@ -131,8 +131,8 @@ TEST(S3Study, PlanHasBothStagesAndTheUnfreezeGrid) {
                                     {"model.tf_same_padding", "true"},
                                     {"pretrain.data.normalize", "tf-128"},
                                     {"data.normalize", "tf-128"}}));
-  EXPECT_EQ(tf.pretrain->config["model"]["weights"], tflite);
-  EXPECT_EQ(tf.pretrain->config["model"]["recalibrate_bn"], true);
+  EXPECT_EQ(tf.pretrains[0].config["model"]["weights"], tflite);
+  EXPECT_EQ(tf.pretrains[0].config["model"]["recalibrate_bn"], true);
   for (const auto& run : tf.runs) {
     EXPECT_EQ(run.config["model"]["weights"].get<std::string>().rfind("pretrain:", 0), 0u);
     EXPECT_EQ(run.config["model"]["tf_same_padding"], true);
@@ -147,7 +147,7 @@ TEST(S3Study, SmokeRunsStageOneFromTheFeatureCacheAndStageTwoFromItsWeights) {
   setenv("NORMLAB_CACHE", cache.c_str(), 1);
 
   Plan plan = expand(s3_spec(), sets({}, /*smoke=*/true));
-  ASSERT_TRUE(plan.pretrain.has_value());
+  ASSERT_EQ(plan.pretrains.size(), 1u);
   ASSERT_EQ(plan.runs.size(), 12u);  // 4 depths x 3 learning rates, one seed
   StudyResult r = run_study(plan, runner(out));
   ASSERT_EQ(r.failed, 0) << r.failures.front();
