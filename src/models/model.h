@@ -57,7 +57,9 @@ struct ModelOptions {
   std::string bfn_norm = "auto";  // "auto": "ln" for alternate, "gn:16" for xbn-p* (DESIGN.md)
   int64_t width = 32;             // small_cnn base width / mlp hidden width
   int64_t depth = 4;              // small_cnn blocks / mlp hidden layers
-  double width_mult = 1.0;        // mobilenet_v2 width multiplier (torchvision's _make_divisible)
+  // mobilenet_v2: width multiplier (torchvision's _make_divisible); resnets: every channel
+  // count times width_mult, rounded (1 = torchvision's; state_dict keys are the same).
+  double width_mult = 1.0;
   double dropout = 0.2;  // dropout of head kind "torchvision" (mobilenet_v2's classifier.0)
   // mobilenet_v2 from TF/Keras: the stride-2 3x3 convs pad like TF 'SAME' (zero-pad right
   // and bottom by 1 for even sizes, then padding 0) instead of torchvision's symmetric 1.

@@ -6,6 +6,7 @@
 // e.g. kuangliu/pytorch-cifar); the keys are the same.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -127,8 +128,13 @@ class ResNetTrunk : public Trunk {
 };
 
 Backbone build_resnet(const ResNetSpec& spec, const ModelOptions& options, NormFactory& norms) {
-  constexpr int64_t kStemChannels = 64;  // torchvision ResNet.inplanes
-  constexpr std::array<int64_t, 4> kPlanes = {64, 128, 256, 512};
+  // torchvision's ResNet.inplanes and planes, times model.width_mult (1 = torchvision's; S2's
+  // offline analogue sizes a ResNet-18 for 28 px FashionMNIST with 0.25).
+  auto scaled = [&](int64_t c) {
+    return std::max<int64_t>(1, static_cast<int64_t>(std::llround(c * options.width_mult)));
+  };
+  const int64_t kStemChannels = scaled(64);
+  const std::array<int64_t, 4> kPlanes = {scaled(64), scaled(128), scaled(256), scaled(512)};
   Backbone out;
   auto conv1 = spec.cifar_stem ? make_conv(options.in_channels, kStemChannels, 3, 1)
                                : make_conv(options.in_channels, kStemChannels, 7, 2);

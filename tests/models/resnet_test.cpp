@@ -91,6 +91,24 @@ TEST(ResNet, CifarStemIs3x3WithSameKeys) {
   }
 }
 
+// S2's offline analogue: a ResNet-18 sized for 28 px FashionMNIST by width_mult.
+TEST(ResNet, WidthMultScalesEveryChannelAndKeepsTheKeys) {
+  ModelOptions narrow = resnet("resnet18_cifar");
+  narrow.width_mult = 0.25;
+  narrow.in_channels = 1;
+  narrow.input_hw = 28;
+  Classifier a = build_model(resnet("resnet18_cifar"));
+  Classifier b = build_model(narrow);
+  std::vector<std::string> ka, kb;
+  for (const auto& p : a->named_parameters()) ka.push_back(p.key());
+  for (const auto& p : b->named_parameters()) kb.push_back(p.key());
+  EXPECT_EQ(ka, kb);
+  EXPECT_EQ(shape_of(*b, "conv1.weight"), (std::vector<int64_t>{16, 1, 3, 3}));
+  EXPECT_EQ(shape_of(*b, "layer4.1.conv2.weight"), (std::vector<int64_t>{128, 128, 3, 3}));
+  EXPECT_EQ(shape_of(*b, "layer2.0.downsample.0.weight"), (std::vector<int64_t>{32, 16, 1, 1}));
+  EXPECT_EQ(b->forward(torch::randn({2, 1, 28, 28})).sizes(), (std::vector<int64_t>{2, 10}));
+}
+
 TEST(ResNet, StrideStemAndMaxPoolDownsample) {
   // The CIFAR stem keeps 32x32 up to layer1 (stride 1, no pool), so layer4 sees 4x4; the
   // ImageNet stem divides by 4 before layer1, so a 32x32 input reaches layer4 at 1x1. The
