@@ -45,6 +45,11 @@ int data_list() {
       std::printf("%-14s built in (generated)\n", name.c_str());
       continue;
     }
+    if (name == "folder") {
+      std::printf("%-14s your images: data.path = DIR with train/<class>/ and val/<class>/\n",
+                  name.c_str());
+      continue;
+    }
     const std::string where = data::locate_dataset(name);
     const bool can_fetch = std::find(fetchable.begin(), fetchable.end(), name) != fetchable.end();
     if (!where.empty()) {

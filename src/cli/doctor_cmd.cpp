@@ -177,7 +177,7 @@ std::vector<Item> check_datasets() {
   std::vector<Item> out;
   const auto fetchable = data::fetchable_datasets();
   for (const auto& name : data::dataset_names()) {
-    if (name == "synthetic") continue;
+    if (name == "synthetic" || name == "folder") continue;  // generated, or the user's own
     const std::string where = data::locate_dataset(name);
     if (!where.empty()) {
       Item it = make("data:" + name, "ok", where);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/seed_mix.h"
+#include "data/image_folder.h"
 #include "io/cache.h"
 #include "io/cifar.h"
 #include "io/idx.h"
@@ -287,6 +288,14 @@ const std::vector<Entry>& registry() {
       {"mnist", load_mnist},
       {"cifar10", [](const DatasetSource& s) { return load_cifar(s, io::CifarKind::kCifar10); }},
       {"cifar100", [](const DatasetSource& s) { return load_cifar(s, io::CifarKind::kCifar100); }},
+      {"folder",
+       [](const DatasetSource& s) {
+         ImageFolderOptions o;
+         o.root = s.path;
+         o.train = s.train;
+         o.size = s.folder_size;
+         return load_image_folder(o);
+       }},
       {"synthetic", load_synthetic},
   };
   return entries;
@@ -304,6 +313,7 @@ void describe(DatasetSource& s, OptionFields& f) {
     g.field("channels", s.synthetic_channels, positive);
     g.field("hw", s.synthetic_hw, positive);
   });
+  f.table("folder", [&](OptionFields& g) { g.field("size", s.folder_size, positive); });
 }
 
 std::vector<std::string> dataset_names() {

@@ -1,4 +1,5 @@
-// Datasets by name: "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic".
+// Datasets by name: "fashion-mnist", "mnist", "cifar10", "cifar100", "folder" (image folders,
+// data/image_folder.h), "synthetic".
 #pragma once
 
 #include <string>
@@ -19,9 +20,11 @@ struct DatasetSource {
   int64_t synthetic_channels = 1;
   int64_t synthetic_hw = 28;
   uint64_t synthetic_seed = 0;
+  // Only for "folder" (data/image_folder.h): images are resized to folder_size x folder_size.
+  int64_t folder_size = 64;
 };
 // The source's keys in the data table: dataset (name), path, synthetic = {size, classes,
-// channels, hw}. `train` and synthetic_seed are set by the caller.
+// channels, hw}, folder = {size}. `train` and synthetic_seed are set by the caller.
 void describe(DatasetSource& s, OptionFields& f);
 
 // Loads a dataset onto the CPU. Default locations: FashionMNIST in Debian's

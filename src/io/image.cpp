@@ -18,6 +18,17 @@ torch::Tensor read_image(const std::string& path) {
   const std::vector<uint8_t> bytes = read_file_bytes(path);
   require(!bytes.empty(), path, "the image file is empty");
   require(bytes.size() <= static_cast<size_t>(INT32_MAX), path, "the image file is too large");
+  // stb decodes a truncated JPEG without complaint (the missing rows come out grey): a JPEG
+  // must end with its end-of-image marker (FF D9), give or take trailing padding.
+  if (bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) {
+    bool eoi = false;
+    const size_t from = bytes.size() > 4096 ? bytes.size() - 4096 : 1;
+    for (size_t i = bytes.size() - 1; i > from && !eoi; --i) {
+      eoi = bytes[i - 1] == 0xFF && bytes[i] == 0xD9;
+    }
+    require(eoi, path, "truncated JPEG: no end-of-image marker",
+            "the file was cut short (an interrupted copy or download); replace it");
+  }
   int w = 0, h = 0, channels_in_file = 0;
   // desired_channels = 3: stb converts grayscale (+alpha) and RGBA to RGB.
   std::unique_ptr<stbi_uc, decltype(&stbi_image_free)> pixels(

@@ -19,8 +19,12 @@ models::ModelOptions model_options(const RunOptions& o) {
   models::ModelOptions mo = o.model;
   const auto& src = o.data.split.train_source;
   const bool cifar = src.name == "cifar10" || src.name == "cifar100";
-  mo.in_channels = src.name == "synthetic" ? src.synthetic_channels : cifar ? 3 : 1;
-  const int64_t native = src.name == "synthetic" ? src.synthetic_hw : cifar ? 32 : 28;
+  const bool folder = src.name == "folder";
+  mo.in_channels = src.name == "synthetic" ? src.synthetic_channels : cifar || folder ? 3 : 1;
+  const int64_t native = src.name == "synthetic" ? src.synthetic_hw
+                         : cifar                 ? 32
+                         : folder                ? src.folder_size
+                                                 : 28;
   mo.input_hw = o.data.resize > 0 ? o.data.resize : native;
   mo.num_classes = o.data.split.classes.empty()
                        ? (src.name == "synthetic" ? src.synthetic_classes : 10)

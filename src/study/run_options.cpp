@@ -90,6 +90,8 @@ RunOptions run_options(const Json& c, const std::string& where) {
       d.normalize = dataset;
     else if (dataset == "cifar10" || dataset == "cifar100")
       d.normalize = "cifar";
+    else if (dataset == "folder")
+      d.normalize = "imagenet";  // photos, usually for an ImageNet-pretrained backbone
     else
       d.normalize = "minus-one-one";
   }

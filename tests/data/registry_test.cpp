@@ -32,7 +32,7 @@ void write_mnist_split(const std::string& dir, const std::string& split, uint32_
 
 TEST(Registry, ListsEveryDataset) {
   EXPECT_EQ(dataset_names(), (std::vector<std::string>{"fashion-mnist", "mnist", "cifar10",
-                                                       "cifar100", "synthetic"}));
+                                                       "cifar100", "folder", "synthetic"}));
 }
 
 TEST(Registry, UnknownNameListsKnownOnes) {

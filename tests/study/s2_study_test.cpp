@@ -4,6 +4,7 @@
 // variance change and the per-minibatch validation loss, and the freeze phases train what
 // they say.
 #include <gtest/gtest.h>
+#include <stb/stb_image_write.h>
 
 #include <filesystem>
 #include <map>
@@ -99,6 +100,59 @@ TEST(S2Study, SmokeRecordsWhatTheSeedsFiguresNeed) {
     if (step >= steps_per_epoch) moved_late = moved_late || value != 0.0;
   }
   EXPECT_TRUE(moved_late);
+  fs::remove_all(dir);
+}
+
+// The image-folder variant (Pets -> Imagewoof) on a tiny generated tree: a single-split source
+// folder, a target with train/ and val/, PNG and JPEG.
+TEST(S2Study, FolderVariantRunsOnAGeneratedTree) {
+  const fs::path dir = testing::fresh_dir("s2_folders");
+  auto image = [](const fs::path& p, int cls, int i, bool jpg) {
+    fs::create_directories(p.parent_path());
+    std::vector<uint8_t> px(40 * 40 * 3);
+    for (size_t k = 0; k < px.size(); ++k) {
+      // Each class its own stripes, plus per-image noise.
+      px[k] = static_cast<uint8_t>(((k / 3 / (cls + 2)) % 2) * 150 + (k * 31 + i * 17) % 60);
+    }
+    const int ok = jpg ? stbi_write_jpg(p.c_str(), 40, 40, 3, px.data(), 90)
+                       : stbi_write_png(p.c_str(), 40, 40, 3, px.data(), 40 * 3);
+    ASSERT_NE(ok, 0) << p;
+  };
+  for (int c = 0; c < 3; ++c) {
+    for (int i = 0; i < 12; ++i) {
+      image(dir / "pets" / ("breed" + std::to_string(c)) / (std::to_string(i) + ".png"), c, i,
+            false);
+    }
+  }
+  for (int c = 0; c < 2; ++c) {
+    for (int i = 0; i < 12; ++i) {
+      image(dir / "woof/train" / ("n0" + std::to_string(c)) / (std::to_string(i) + ".jpg"), c, i,
+            true);
+    }
+    for (int i = 0; i < 4; ++i) {
+      image(dir / "woof/val" / ("n0" + std::to_string(c)) / (std::to_string(i) + ".jpg"), c, i,
+            true);
+    }
+  }
+  ExpandOptions o;
+  o.smoke = true;
+  o.sets = {{"pretrain.data.path", (dir / "pets").string()},
+            {"data.path", (dir / "woof").string()}};
+  Plan plan =
+      expand(load_spec(normlab::testing::source_path("studies/s2_bn_transfer_folders.toml")), o);
+  RunnerOptions ro = testing::runner(dir / "out");
+  StudyResult r = run_study(plan, ro);
+  ASSERT_EQ(r.failed, 0) << r.failures.front();
+  EXPECT_EQ(r.completed, 6);
+  auto db = store::Store::open((dir / "out/study.db").string(), {true, false});
+  for (const auto& run : db->runs()) {
+    SCOPED_TRACE(run.name);
+    EXPECT_EQ(run.status, store::RunStatus::kComplete);
+    if (run.name.rfind("pretrain", 0) == 0) continue;
+    // val/ is the test split: 8 images, 2 classes.
+    const auto test_acc = db->scalars(run.id, "epoch", "test/acc");
+    ASSERT_EQ(test_acc.size(), 1u);
+  }
   fs::remove_all(dir);
 }
 
