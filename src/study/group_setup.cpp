@@ -4,11 +4,14 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/runtime.h"
+#include "io/state_dict.h"
 #include "models/prefix.h"
 #include "models/recalibrate.h"
+#include "study/feature_cache.h"
 #include "study/feature_source.h"
 #include "study/weights.h"
 #include "train/dmbn_adopter.h"
@@ -38,8 +41,45 @@ models::Classifier build(const RunOptions& o, const data::Splits& splits, torch:
 // BN-folded imports carry placeholder statistics; measure the real ones on unaugmented
 // training batches before any BN layer runs in train mode. Only the loaded backbone is
 // recalibrated: a new head has nothing to fix.
-void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs, bool progress) {
+//
+// The result depends only on the trunk's weights, the calibration images and their batching,
+// so it is kept in the study directory (recalibrated/<key>.safetensors, the trunk's tensors)
+// and reused by every group that would compute the same: S1's 20 configurations of a seed
+// fall into 5 lockstep groups (batch sizes), which recalibrated 5 times.
+void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs, bool progress,
+                 const std::string& out_dir) {
   const RunOptions& o = runs.front()->o;
+  const Json& config = runs.front()->ref.plan->config;
+  const int64_t trunk = g.prefix->num_stages();  // every stage: the head is not copied
+  const Json key_json = {{"data", config.at("data")},
+                         {"eval_batch_size", config.at("train").at("eval_batch_size")},
+                         {"batches", o.recalibrate_batches},
+                         {"trunk", prefix_fingerprint(g.prefix, trunk)}};
+  const std::string cache = out_dir + "/recalibrated/" +
+                            sha256_hex(canonical_text(key_json)).substr(0, 32) + ".safetensors";
+  auto share = [&] {
+    for (auto& r : runs) {
+      if (r->start_epoch == 0) models::copy_prefix(*g.prefix, *r->model, trunk, false);
+    }
+  };
+  if (fs::exists(cache)) {
+    const io::StateDict saved = io::load_state_dict(cache);
+    torch::NoGradGuard no_grad;
+    int64_t copied = 0;
+    auto take = [&](const std::string& name, torch::Tensor& t) {
+      if (g.prefix->stage_of(name) >= trunk) return;
+      const torch::Tensor* s = saved.find(name);
+      require(s != nullptr && s->sizes() == t.sizes(), cache,
+              "does not hold the trunk's '" + name + "'", "delete it to recalibrate again");
+      t.copy_(s->to(t.device(), t.scalar_type()));
+      ++copied;
+    };
+    for (auto& p : g.prefix->named_parameters()) take(p.key(), p.value());
+    for (auto& b : g.prefix->named_buffers()) take(b.key(), b.value());
+    share();
+    log::info("recalibrated BatchNorm statistics reused from ", cache, " (", copied, " tensors)");
+    return;
+  }
   const int64_t channels = g.splits.train.images.size(1);
   data::Batcher calib(g.splits.train,
                       batcher_options(o.data, channels, g.device, false, g.splits.train.size()),
@@ -68,12 +108,22 @@ void recalibrate(GroupModels& g, std::vector<std::unique_ptr<RunState>>& runs, b
     return true;
   });
   bar.finish("");
-  const int64_t trunk = g.prefix->num_stages();  // every stage: the head is not copied
-  for (auto& r : runs) {
-    if (r->start_epoch == 0) models::copy_prefix(*g.prefix, *r->model, trunk, false);
-  }
+  share();
   log::info("recalibrated ", report.layers, " BatchNorm layers on ", report.samples,
             " images (the backbone's statistics are used by every run of the group)");
+  io::StateDict dict;
+  for (const auto& p : g.prefix->named_parameters()) {
+    if (g.prefix->stage_of(p.key()) < trunk) {
+      dict.items.emplace_back(p.key(), p.value().detach().to(torch::kCPU).contiguous());
+    }
+  }
+  for (const auto& b : g.prefix->named_buffers()) {
+    if (g.prefix->stage_of(b.key()) < trunk) {
+      dict.items.emplace_back(b.key(), b.value().detach().to(torch::kCPU).contiguous());
+    }
+  }
+  fs::create_directories(fs::path(cache).parent_path());
+  io::save_safetensors(cache, dict);
 }
 
 }  // namespace
@@ -104,7 +154,7 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
   }
   const bool any_fresh =
       std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r->start_epoch == 0; });
-  if (o.recalibrate_bn && any_fresh) recalibrate(g, runs, options.progress);
+  if (o.recalibrate_bn && any_fresh) recalibrate(g, runs, options.progress, options.out_dir);
 
   // NHWC speeds up the inference-only prefix (oneDNN: 1.5-1.8x on MobileNetV2 here) but
   // slows the tails' backward (a 1x1 conv's weight gradient ran 2.3x slower in NHWC), so

@@ -12,6 +12,7 @@
 #include "cli/run_normlab.h"
 #include "core/files.h"
 #include "core/version.h"
+#include "io/state_dict.h"
 #include "io/test_files.h"
 #include "models/model.h"
 #include "models/pretrained.h"
@@ -80,6 +81,38 @@ TEST(Cli, S0SmokeFineTunesFromAWeightsFile) {
   // BN statistics measured on exactly 2 evaluation batches of 16 images, once per run.
   EXPECT_NE(r.output.find("recalibrated 52 BatchNorm layers on 32 images"), std::string::npos)
       << r.output;
+
+  // Another lockstep group of the same study (another batch size) reuses the recalibration,
+  // and trains bit-identically to a study that recalibrates afresh.
+  const std::string recal =
+      " --set model.head.norm=frn --set model.recalibrate_bn=true"
+      " --set model.recalibrate_batches=2 --set train.eval_batch_size=16"
+      " --set train.batch_size=8 --out ";
+  Result again =
+      run("study run " + spec + " --smoke --quiet --threads 1 --set model.weights=" + weights +
+          recal + dir.string());
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_EQ(again.output.find("recalibrated 52"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("recalibrated BatchNorm statistics reused"), std::string::npos)
+      << again.output;
+  Result fresh =
+      run("study run " + spec + " --smoke --quiet --threads 1 --set model.weights=" + weights +
+          recal + (dir / "fresh").string());
+  ASSERT_EQ(fresh.code, 0) << fresh.output;
+  EXPECT_NE(fresh.output.find("recalibrated 52"), std::string::npos) << fresh.output;
+  size_t compared = 0;
+  for (const auto& e : fs::directory_iterator(dir / "fresh" / "runs")) {
+    const auto name = e.path().filename();
+    const auto a = normlab::io::load_state_dict((e.path() / "model.safetensors").string());
+    const auto b =
+        normlab::io::load_state_dict((dir / "runs" / name / "model.safetensors").string());
+    for (const auto& [key, t] : a.items) {
+      ASSERT_NE(b.find(key), nullptr) << key;
+      EXPECT_TRUE(torch::equal(t, *b.find(key))) << name << " " << key;
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2u);
 
   // Without skipping torchvision's classifier the file does not fit the S0 model.
   Result bad =
