@@ -13,6 +13,7 @@ void register_builtin_probes(std::vector<ProbeInfo>& table) {
   table.push_back(landscape_probe());
   table.push_back(interpolation_probe());
   table.push_back(esm_probe());
+  table.push_back(smoothness_probe());
 }
 
 const std::vector<ProbeInfo>& probes() {

@@ -68,5 +68,6 @@ ProbeInfo update_ratio_probe();
 ProbeInfo landscape_probe();
 ProbeInfo interpolation_probe();
 ProbeInfo esm_probe();
+ProbeInfo smoothness_probe();
 
 }  // namespace normlab::probe

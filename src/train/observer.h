@@ -36,6 +36,13 @@ struct StepContext {
   torch::Tensor pre_clip_norm;  // () global L2 norm before clipping; defined from after_clip on
   ClipOptions clip;
   Recorder* recorder = nullptr;
+  // The step's batch as the model received it (entering at input_stage) and its labels, and
+  // the optimizer (each parameter group's current learning rate): for probes that evaluate
+  // the model themselves (probe/smoothness.cpp).
+  torch::Tensor input;
+  torch::Tensor y;
+  int64_t input_stage = 0;
+  torch::optim::Optimizer* optimizer = nullptr;
 };
 
 struct EvalResult {

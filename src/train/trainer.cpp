@@ -225,6 +225,10 @@ void Trainer::train_step(const torch::Tensor& input, const Targets& targets) {
   ctx.loss = loss.detach();
   ctx.clip = options_.clip;
   ctx.recorder = &recorder_;
+  ctx.input = input;
+  ctx.y = y;
+  ctx.input_stage = options_.input_stage;
+  ctx.optimizer = optimizer_.get();
   for (auto* o : observers_) o->after_backward(ctx);
 
   torch::Tensor pre_clip = clip_gradients(trainable_.params, options_.clip);

@@ -19,7 +19,7 @@ TEST(ProbeRegistry, EveryProbeIsListedOnceWithValidDefaults) {
     for (const auto& [key, help] : p.help) EXPECT_TRUE(p.defaults.contains(key)) << p.name << key;
   }
   for (const char* expected : {"grad_norms", "grad_hist", "weight_hist", "clip", "update_ratio",
-                               "landscape", "interpolation", "esm"}) {
+                               "landscape", "interpolation", "esm", "smoothness"}) {
     EXPECT_EQ(names.count(expected), 1u) << expected;
   }
   EXPECT_EQ(default_probe_options().size(), probes().size());

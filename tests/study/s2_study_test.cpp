@@ -74,13 +74,14 @@ TEST(S2Study, SmokeRecordsWhatTheSeedsFiguresNeed) {
     // Every layer's weights, frozen or not, every minibatch: the first conv included.
     EXPECT_FALSE(db->histograms(run.id, "weight_hist/conv1").empty());
     EXPECT_FALSE(db->histograms(run.id, "weight_hist/layer4.1.conv2").empty());
-    bool delta = false, step_val = false;
+    bool delta = false, step_val = false;  // (4 steps: 2 epochs of 2)
     for (const auto& p : db->scalars(run.id, "step")) {
       delta = delta || p.name == "weight_var_delta/layer1.0.conv1";
       step_val = step_val || p.name == "step_val/loss";
     }
     EXPECT_TRUE(delta);
     EXPECT_TRUE(step_val);
+    EXPECT_EQ(db->scalars(run.id, "step", "smoothness/beta").size(), 2u);  // steps 0 and 2
   }
   // freeze: the trunk did not move in the first phase. Its weights changed only in the second,
   // where the variance change of a trunk layer is non-zero, and zero before.
