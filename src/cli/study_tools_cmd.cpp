@@ -5,9 +5,13 @@
 #include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
+#include "core/files.h"
 #include "core/progress.h"
 #include "core/runtime.h"
+#include "study/run_interpolation.h"
 #include "study/spec.h"
 #include "study/templates.h"
 #include "study/validate.h"
@@ -89,6 +93,35 @@ int study_validate(const ValidateArgs& a) {
   return 0;
 }
 
+struct InterpolateArgs {
+  study::RunInterpolationOptions o;
+  std::vector<double> range{-0.5, 1.5};
+  std::string json;
+  int threads = 0;
+};
+
+int study_interpolate(InterpolateArgs& a) {
+  apply_threads(a.threads);
+  a.o.lo = a.range.at(0);
+  a.o.hi = a.range.at(1);
+  const study::RunInterpolation r = study::interpolate_runs(a.o);
+  std::printf("# loss from %s (t = 0) to %s (t = 1)\n", r.from.c_str(), r.to.c_str());
+  std::printf("%10s %14s %14s\n", "t", "interpolated", "a_stats");
+  for (size_t j = 0; j < r.interpolated.x.size(); ++j) {
+    std::printf("%10.4f %14.6f %14.6f\n", r.interpolated.x[j], r.interpolated.z[0][j],
+                r.a_stats.z[0][j]);
+  }
+  if (!a.json.empty()) {
+    nlohmann::json out = {{"from", r.from},
+                          {"to", r.to},
+                          {"t", r.interpolated.x},
+                          {"interpolated", r.interpolated.z[0]},
+                          {"a_stats", r.a_stats.z[0]}};
+    write_file_atomic(a.json, out.dump(2) + "\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_study_tools(CLI::App& study, std::vector<Command>& out) {
@@ -112,6 +145,24 @@ void add_study_tools(CLI::App& study, std::vector<Command>& out) {
   validate->add_flag("!--no-measure", va->measure, "Skip the timing measurement");
   validate->add_option("--threads", va->threads, "Intra-op threads (0 = all cores)");
   out.push_back({validate, [va] { return study_validate(*va); }});
+
+  auto ia = std::make_shared<InterpolateArgs>();
+  auto* interp = study.add_subcommand(
+      "interpolate",
+      "Loss along the line between the final weights of two runs of a study (with the BN "
+      "statistics interpolated, and with the first run's)");
+  interp->add_option("dir", ia->o.study_dir, "Study directory (holding study.db)")->required();
+  interp->add_option("from", ia->o.from, "Run at t = 0 (its name or a unique part of it)")
+      ->required();
+  interp->add_option("to", ia->o.to, "Run at t = 1")->required();
+  interp->add_option("--points", ia->o.points, "Points along the line")->default_val(25);
+  interp->add_option("--range", ia->range, "t from LO to HI")->expected(2);
+  interp->add_option("--split", ia->o.split, "val, train or test")->default_val("val");
+  interp->add_option("--images", ia->o.images, "First images of the split (0 = all)")
+      ->default_val(512);
+  interp->add_option("--json", ia->json, "Also write the curves to this JSON file");
+  interp->add_option("--threads", ia->threads, "Intra-op threads (0 = all cores)");
+  out.push_back({interp, [ia] { return study_interpolate(*ia); }});
 }
 
 }  // namespace normlab::cli
