@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "error_of.h"
 #include "study/config.h"
 #include "study/plan_check.h"
 #include "study/run_options.h"
@@ -9,14 +10,7 @@
 namespace normlab::study {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using normlab::testing::error_of;
 
 TEST(Config, ScheduleAndEarlyStoppingDefaultsAreTheStructs) {
   const Json& d = default_run_config();

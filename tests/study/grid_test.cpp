@@ -5,19 +5,13 @@
 #include <set>
 
 #include "core/error.h"
+#include "error_of.h"
 #include "study/spec.h"
 
 namespace normlab::study {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using normlab::testing::error_of;
 
 // S1's shape: heads x experiments, plus two appendix sweeps over one head each.
 const char* kS1Shape = R"toml(

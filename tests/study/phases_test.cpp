@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "error_of.h"
 #include "store/store.h"
 #include "study/run_options.h"
 #include "study/runner.h"
@@ -17,14 +18,7 @@
 namespace normlab::study {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using normlab::testing::error_of;
 
 const char* kPhased = R"toml(
 [study]

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "error_of.h"
 #include "io/state_dict.h"
 #include "store/store.h"
 #include "study/run_paths.h"
@@ -18,14 +19,7 @@
 namespace normlab::study {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using normlab::testing::error_of;
 
 const char* kSource = R"toml(
 [study]

@@ -9,6 +9,7 @@
 #include "cli/run_normlab.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "error_of.h"
 #include "store/store.h"
 #include "study/runner.h"
 #include "study/spec.h"
@@ -31,14 +32,7 @@ train = { epochs = 2, batch_size = 16 }
 "model.head.norm" = ["bn", "ln"]
 )toml";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using normlab::testing::error_of;
 
 TEST(RunInterpolation, EndsAreTheRunsValidationLosses) {
   const auto dir = testing::fresh_dir("run_interpolation");
