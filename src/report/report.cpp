@@ -795,6 +795,8 @@ Study load_study(const store::Store& db) {
   study.data = {{"curves", epoch_curves(study.groups)},
                 {"grad_total", grad_total(db, study.groups)},
                 {"step_curves", step_curves(db, group_runs(study.groups), kMaxPointsPerTrace)},
+                {"step_layer_curves",
+                 step_layer_curves(db, group_runs(study.groups), kMaxPointsPerLayerTrace)},
                 {"grad_layers", grad_layers(db, study.groups)},
                 {"histograms", histograms(db, study.groups, &study.notes)},
                 {"surfaces", surfaces(db, study.groups, &study.notes)},
@@ -861,7 +863,7 @@ void write_html_report(const ReportOptions& options) {
   html << "<h2>Training curves</h2>\n";
   if (curves.empty()) html << "<p>No epoch metrics recorded.</p>\n";
   html << plot_divs("curve-", curves.size());
-  html << step_curve_sections(data["step_curves"]);
+  html << step_curve_sections(data["step_curves"], data["step_layer_curves"]);
 
   html << "<h2>Gradient norms</h2>\n";
   if (data["grad_total"].empty() && data["grad_layers"].empty()) {

@@ -35,8 +35,16 @@ nlohmann::json step_series(const store::Store& db, const std::vector<GroupRuns>&
 nlohmann::json step_curves(const store::Store& db, const std::vector<GroupRuns>& groups,
                            size_t max_points);
 
-// The page's HTML for step_curves(): the smoothing <select> and one plot per metric.
-std::string step_curve_sections(const nlohmann::json& curves);
+// Per-layer step series (S2's weight-variance change per layer, probe weight_hist):
+// [{family, layers: [name], groups: [{name, index, x: [[..] per layer], y: [[..] per layer]}]}]
+// for the families "weight_var_delta" and "weight_var" ("<family>/<layer>" step series),
+// mean over a configuration's runs per step, downsampled to max_points per layer.
+nlohmann::json step_layer_curves(const store::Store& db, const std::vector<GroupRuns>& groups,
+                                 size_t max_points);
+
+// The page's HTML for step_curves() and step_layer_curves(): the smoothing <select>, one plot
+// per metric, and per layer family a layer <select> and its plot.
+std::string step_curve_sections(const nlohmann::json& curves, const nlohmann::json& layers);
 
 // The script drawing them (an IIFE reading the page's normlab-data element).
 const char* step_curve_script();

@@ -85,6 +85,9 @@ class ReportTest : public ::testing::Test {
         records.step_scalars.push_back(
             {"train/loss", step, 2.0 - 0.01 * static_cast<double>(step)});
         if (s % 2 == 1) records.step_scalars.push_back({"step_val/loss", step, 2.5 - acc});
+        records.step_scalars.push_back(
+            {"weight_var_delta/fc", step, 0.01 * static_cast<double>(s)});
+        records.step_scalars.push_back({"weight_var_delta/conv1", step, 0.02});
       }
       records.epoch_scalars = {{"val/acc", e, acc},
                                {"val/loss", e, 2.0 - acc},

@@ -26,6 +26,8 @@ TEST(StepCurves, MeanOverSeedsPerStepForTheRecordedMetrics) {
       for (int64_t step = 0; step < 4; ++step) {
         r.step_scalars.push_back({"train/loss", step, static_cast<double>(step + seed)});
         if (step % 2 == 1) r.step_scalars.push_back({"step_val/loss", step, 10.0 * seed});
+        r.step_scalars.push_back({"weight_var_delta/conv1", step, 1.0 * seed});
+        r.step_scalars.push_back({"weight_var_delta/fc", step, 2.0 + seed});
       }
       db->write_epoch(run.id, 0, r);
       ids.push_back(run.id);
@@ -46,10 +48,19 @@ TEST(StepCurves, MeanOverSeedsPerStepForTheRecordedMetrics) {
     EXPECT_EQ(coarse[0]["x"], nlohmann::json({0.5, 2.5}));
     EXPECT_EQ(coarse[0]["y"], nlohmann::json({1.0, 3.0}));
 
-    const std::string html = step_curve_sections(curves);
+    // Per-layer families: each configuration's mean per layer and step, in layer order.
+    const auto layers = step_layer_curves(*db, groups, 1000);
+    ASSERT_EQ(layers.size(), 1u);  // weight_var_delta; weight_var was not recorded
+    EXPECT_EQ(layers[0]["family"], "weight_var_delta");
+    EXPECT_EQ(layers[0]["layers"], nlohmann::json({"conv1", "fc"}));
+    EXPECT_EQ(layers[0]["groups"][0]["y"][0], nlohmann::json({0.5, 0.5, 0.5, 0.5}));
+    EXPECT_EQ(layers[0]["groups"][0]["y"][1], nlohmann::json({2.5, 2.5, 2.5, 2.5}));
+
+    const std::string html = step_curve_sections(curves, layers);
     EXPECT_NE(html.find("id=\"step-smoothing\""), std::string::npos);
     EXPECT_NE(html.find("id=\"step-curve-1\""), std::string::npos);
-    EXPECT_EQ(step_curve_sections(nlohmann::json::array()), "");
+    EXPECT_NE(html.find("<option value=\"1\">2: fc</option>"), std::string::npos) << html;
+    EXPECT_EQ(step_curve_sections(nlohmann::json::array(), nlohmann::json::array()), "");
   }
   fs::remove_all(dir);
 }
