@@ -201,7 +201,24 @@ void Trainer::train_step(const torch::Tensor& input, const Targets& targets) {
               " do not match inputs ", input.sizes());
   RngScope rng(device_, rng_state_);
   optimizer_->zero_grad();
-  torch::Tensor out = logits(input);  // (B, K)
+  torch::Tensor out;  // (B, K)
+  try {
+    out = logits(input);
+  } catch (const c10::Error& e) {
+    // BatchNorm in train mode cannot normalise one sample: say which batch and what to change
+    // instead of c10's message and backtrace.
+    if (input.size(0) == 1 &&
+        std::string(e.what_without_backtrace()).find("more than 1 value per channel") !=
+            std::string::npos) {
+      throw Error("run " + options_.label,
+                  "a training batch of 1 image reached a BatchNorm layer in train mode (epoch " +
+                      std::to_string(epoch_.epoch + 1) + ", step " +
+                      std::to_string(epoch_.step + 1) + "): batch statistics need 2 or more",
+                  "the training set leaves a last batch of 1 image: change train.batch_size, "
+                  "data.val_fraction or data.train_limit by one");
+    }
+    throw;
+  }
   torch::Tensor loss;
   if (targets.lam.defined()) {
     TORCH_CHECK(targets.y2.defined() && targets.lam.sizes() == y.sizes(),

@@ -190,6 +190,26 @@ TEST(Trainer, NonFiniteLossIsAnErrorNamingTheRun) {
   }
 }
 
+// 33 training images in batches of 32 leave a last batch of one: BatchNorm cannot train on it,
+// and the error says so (not c10's message and backtrace).
+TEST(Trainer, ABatchOfOneThroughBatchNormIsAClearError) {
+  apply_seed(0);
+  TrainOptions o = opts();
+  o.label = "odd-run";
+  Trainer t(tiny_model("bn"), o, torch::kCPU);
+  data::Batcher b(synthetic(33, true), batch_opts(true), 0);
+  try {
+    testing::train_epoch(t, b, 0);
+    FAIL() << "expected an Error for a batch of one";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("odd-run"), std::string::npos) << m;
+    EXPECT_NE(m.find("batch of 1 image"), std::string::npos) << m;
+    EXPECT_NE(m.find("train.batch_size"), std::string::npos) << m;
+    EXPECT_EQ(m.find("frame #"), std::string::npos) << m;
+  }
+}
+
 TEST(Trainer, CheckpointResumeIsBitIdentical) {
   namespace fs = std::filesystem;
   std::string path =
