@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 
+#include "../io/test_files.h"
 #include "core/error.h"
 #include "data/pil_resize.h"
 #include "data/registry.h"
@@ -101,7 +102,8 @@ TEST_F(ImageFolder, ClassesAreSubDirectoriesAndImagesAreRgbAtTheStatedSize) {
   Dataset val = load_image_folder(options(false));
   EXPECT_EQ(val.size(), 2);
   EXPECT_EQ(val.class_names, train.class_names);
-  // Through the registry, as a study loads it.
+  // Through the registry, as a study loads it (its cache under the test's directory).
+  normlab::testing::EnvGuard cache("NORMLAB_CACHE", (root_ / "registry-cache").string());
   DatasetSource s;
   s.name = "folder";
   s.path = root_.string();
