@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "report/assets.h"
+#include "report/histogram_diff.h"
 #include "report/html.h"
 #include "report/layer_series.h"
 #include "report/seed_stats.h"
@@ -882,7 +883,7 @@ void write_html_report(const ReportOptions& options) {
          << "finite values per bin; at most " << kMaxHistogramColumns << " columns (consecutive "
          << "ones averaged). <em>pre</em> and <em>post</em> (e.g. before and after gradient "
          << "clipping) share a colour scale.</p>\n"
-         << histogram_sections(data["histograms"]);
+         << histogram_sections(data["histograms"]) << histogram_diff_sections(data["histograms"]);
   }
   if (!data["layer_series"].empty()) {
     html << "<h2>Per-layer series</h2>\n<p class=\"note\">Epoch series recorded per layer, "
@@ -920,7 +921,7 @@ void write_html_report(const ReportOptions& options) {
   html << "<script type=\"application/json\" id=\"normlab-data\">" << json_for_script(data)
        << "</script>\n<script>"
        << escape_script_text(std::string(kRenderScript) + layer_series_script() + surface_script() +
-                             step_curve_script())
+                             step_curve_script() + histogram_diff_script())
        << "</script>\n"
        << "</body>\n</html>\n";
   write_file_atomic(options.output_path, html.str());

@@ -467,6 +467,13 @@ TEST_F(ReportTest, RenderScriptDrawsEveryPlot) {
       r.histograms.push_back({"weight_hist/fc", Axis::kEpoch, e, hist("linear", {0, 1}, {3})});
       db->write_epoch(run.id, e, r);
     }
+    // A second configuration's histograms: the difference panel between the two.
+    auto other = db->upsert_run("hist ln", "norm=ln", R"({"hist":2})", 3);
+    for (int64_t e = 0; e < 2; ++e) {
+      EpochRecords r;
+      r.histograms.push_back({"weight_hist/fc", Axis::kEpoch, e, hist("linear", {0, 1}, {5})});
+      db->write_epoch(other.id, e, r);
+    }
     // Surfaces at two epochs (an epoch <select>) and a 1-D curve, in a group of their own.
     auto land = db->upsert_run("land", "norm=frn", R"({"land":1})", 3);
     for (int64_t e = 0; e < 2; ++e) {
