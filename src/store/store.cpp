@@ -390,6 +390,19 @@ RunRecord Store::upsert_run(const std::string& name, const std::string& group,
   return *run;
 }
 
+void Store::rekey_run(int64_t run_id, const std::string& config_json) {
+  require_writable("rekey a run");
+  const std::string hash = sha256_hex(config_json);
+  require(!find_run(hash).has_value(), path_,
+          "cannot rekey run " + std::to_string(run_id) + ": another run has config " +
+              hash.substr(0, 16));
+  Statement stmt(path_, db_,
+                 "UPDATE runs SET config_json = ?2, config_hash = ?3, "
+                 "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1");
+  stmt.bind(1, run_id).bind(2, config_json).bind(3, hash).run();
+  require(sqlite3_changes(db_) == 1, path_, "no run with id " + std::to_string(run_id));
+}
+
 std::optional<RunRecord> Store::find_run(const std::string& config_hash) const {
   Statement stmt(
       path_, db_,

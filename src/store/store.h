@@ -59,6 +59,10 @@ class Store {
   RunRecord upsert_run(const std::string& name, const std::string& group,
                        const std::string& config_json, int64_t seed);
   std::optional<RunRecord> find_run(const std::string& config_hash) const;
+  // Replaces a run's config (and so its hash), keeping its id, status and records: a run an
+  // older normlab recorded, continued by a newer one (study/adopt.h). Throws Error when
+  // another run already has that config.
+  void rekey_run(int64_t run_id, const std::string& config_json);
   std::vector<RunRecord> runs() const;
   void set_status(int64_t run_id, RunStatus status, const std::string& error = "",
                   double wall_seconds = 0);

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "store/store.h"
+#include "study/adopt.h"
 #include "study/lockstep.h"
 
 namespace normlab::study {
@@ -36,7 +37,9 @@ StudyResult run_study(const Plan& plan, const RunnerOptions& options) {
 
   StudyResult result;
   EngineTiming timing;
+  RunAdopter adopter(*db, options.out_dir);
   auto register_run = [&](const RunPlan& run) {
+    adopter.adopt(run);
     auto record = db->upsert_run(run.name, run.group, canonical_text(run.config),
                                  run.config.at("seed").get<int64_t>());
     if (record.status == store::RunStatus::kComplete) ++result.skipped;
