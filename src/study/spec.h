@@ -34,9 +34,9 @@ struct Spec {
   std::optional<Json> pretrain;  // overlay for the pretraining run
   // One pretraining per seed (each seed's runs start from their own), not one for all.
   bool pretrain_per_seed = false;
-  Json run = Json::object();     // overlay for every run
-  std::vector<Grid> grids;       // [grid] first, then its named sub-grids
-  std::optional<Json> smoke;     // {"seeds": [...], "run": {...}, "pretrain": {...}}
+  Json run = Json::object();  // overlay for every run
+  std::vector<Grid> grids;    // [grid] first, then its named sub-grids
+  std::optional<Json> smoke;  // {"seeds": [...], "run": {...}, "pretrain": {...}}
 };
 
 // Parses TOML text; `where` names the file in messages. Throws Error on a syntax error (with
