@@ -10,7 +10,7 @@ interval of the mean difference; "A > B" or "A < B" only when the interval exclu
 otherwise "not distinguishable". A configuration is named by its group label, or by a unique
 substring of it.
 
-  /usr/bin/python3 scripts/study_table.py STUDY_DIR
+  /usr/bin/python3 scripts/study_table.py STUDY_DIR [STUDY_DIR ...]   # e.g. one dir per seed
   /usr/bin/python3 scripts/study_table.py STUDY_DIR --metric val/acc --epoch 1 \\
       --pair "experiment=E1 norm=bn" "experiment=E1 norm=none"
 """
@@ -81,12 +81,19 @@ def find(groups, name):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("study_dir")
+    p.add_argument("study_dirs", nargs="+", metavar="study_dir",
+                   help="one or more study directories (e.g. the same study run per seed)")
     p.add_argument("--metric", default="val/acc")
     p.add_argument("--epoch", type=int, default=None, help="1-based; default: the last")
     p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"))
     args = p.parse_args()
-    data = read(args.study_dir, args.metric, args.epoch)
+    data = {}
+    for d in args.study_dirs:
+        for group, by_seed in read(d, args.metric, args.epoch).items():
+            for seed, value in by_seed.items():
+                if seed in data.get(group, {}):
+                    sys.exit(f"{d}: {group} seed {seed} is also in another directory")
+                data.setdefault(group, {})[seed] = value
     if not data:
         sys.exit(f"no complete run recorded {args.metric}")
     when = "final epoch" if args.epoch is None else f"epoch {args.epoch}"
