@@ -35,7 +35,8 @@ inline data::BatcherOptions batch_opts(bool shuffle) {
   return b;
 }
 
-inline models::Classifier tiny_model() {
+// `dropout` < 0 keeps the head's default.
+inline models::Classifier tiny_model(double dropout = -1) {
   models::ModelOptions m;
   m.in_channels = 1;
   m.input_hw = 10;
@@ -43,6 +44,7 @@ inline models::Classifier tiny_model() {
   m.width = 4;
   m.depth = 2;
   m.head.hidden = 8;
+  if (dropout >= 0) m.head.dropout = dropout;
   return models::build_model(m);
 }
 

@@ -13,17 +13,7 @@ namespace {
 using namespace testing;
 
 // The model of the probe tests without dropout, so that train-mode losses can be recomputed.
-models::Classifier model_without_dropout() {
-  models::ModelOptions m;
-  m.in_channels = 1;
-  m.input_hw = 10;
-  m.num_classes = 3;
-  m.width = 4;
-  m.depth = 2;
-  m.head.hidden = 8;
-  m.head.dropout = 0;
-  return models::build_model(m);
-}
+models::Classifier model_without_dropout() { return tiny_model(0.0); }
 
 // The first batch, and the whole model state after the first step.
 class FirstStep : public train::Observer {
