@@ -49,9 +49,21 @@ fs::path source_dir() {
   return fs::path(__FILE__).parent_path().parent_path().parent_path();
 }
 
-// Runs the generator once per process; the folder is removed at exit.
+// The generator's output folder, removed when the process exits. A destructor, not
+// std::atexit: a handler registered while a function-local static is being initialised runs
+// after that static is destroyed, so it saw an empty path and every run left its folder in
+// the temp dir.
+struct FixtureFolder {
+  fs::path path;
+  ~FixtureFolder() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// Runs the generator once per process.
 const fs::path& fixture_dir() {
-  static const fs::path dir = [] {
+  static const FixtureFolder dir{[] {
     std::string tmpl = (fs::temp_directory_path() / "normlab-step-parity-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     const fs::path d = tmpl;
@@ -69,10 +81,9 @@ const fs::path& fixture_dir() {
           "python3-torchvision: scripts/setup installs them):\n" +
           text);
     }
-    std::atexit([] { fs::remove_all(fixture_dir()); });
     return d;
-  }();
-  return dir;
+  }()};
+  return dir.path;
 }
 
 c10::impl::GenericDict load(const fs::path& path) {
