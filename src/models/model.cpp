@@ -118,9 +118,11 @@ namespace {
 NormFactory norm_factory(const ModelOptions& o) {
   auto overrides = o.norm_overrides;
   std::string alternate;
+  // XBNBlock's GroupNorm has 64 groups: the official scripts (github.com/huangleiBuaa/XBNBlock,
+  // experiments/ResNet50_XBNBlock_P*.sh) pass --norm-cfg=num_groups=64.
   const std::string bfn = o.bfn_norm != "auto"      ? o.bfn_norm
                           : o.bn_bfn == "alternate" ? "ln"
-                                                    : "gn:16";
+                                                    : "gn:64";
   if (o.bn_bfn == "alternate") {
     alternate = bfn;
   } else if (o.bn_bfn.rfind("xbn-p", 0) == 0) {
@@ -130,6 +132,9 @@ NormFactory norm_factory(const ModelOptions& o) {
             "use bn_bfn = \"alternate\" for mlp and small_cnn");
     const std::string slot = "bn" + o.bn_bfn.substr(5);  // xbn-p2 -> bn2
     overrides.insert(overrides.begin(), {"layer*.*." + slot, bfn});
+    // The official XBNBlock ResNets (models/resnet_XBNBlock_P*.py there) also make the stem's
+    // norm batch-free; the downsample shortcuts keep BatchNorm.
+    overrides.insert(overrides.begin(), {"bn1", bfn});
   } else {
     std::string names;
     for (const auto& n : bn_bfn_names()) names += (names.empty() ? "" : ", ") + n;

@@ -54,7 +54,7 @@ struct ModelOptions {
   // bottlenecks: their first, second or third BN becomes bfn_norm, the XBNBlock-P1..P3
   // placements). Explicit norm_overrides apply after these.
   std::string bn_bfn = "off";
-  std::string bfn_norm = "auto";  // "auto": "ln" for alternate, "gn:16" for xbn-p* (DESIGN.md)
+  std::string bfn_norm = "auto";  // "auto": "ln" for alternate, "gn:64" for xbn-p* (DESIGN.md)
   int64_t width = 32;             // small_cnn base width / mlp hidden width
   int64_t depth = 4;              // small_cnn blocks / mlp hidden layers
   // mobilenet_v2: width multiplier (torchvision's _make_divisible); resnets: every channel

@@ -369,11 +369,12 @@ TEST(BnBfn, XbnPresetsPutGroupNormInOneBottleneckSlot) {
     Classifier model = build_model(o);
     int groupnorms = 0;
     for (const auto& item : model->named_modules()) {
+      if (item.key() == "bn1") continue;  // the stem, below
       auto* gn = dynamic_cast<torch::nn::GroupNormImpl*>(item.value().get());
       const bool in_slot = path_matches("layer*.*.bn" + std::to_string(slot), item.key());
       if (in_slot) {
         ASSERT_NE(gn, nullptr) << item.key();
-        EXPECT_EQ(gn->options.num_groups(), 16);  // Huang et al.'s group count
+        EXPECT_EQ(gn->options.num_groups(), 64);  // Huang et al.'s official scripts
         ++groupnorms;
       } else {
         EXPECT_EQ(gn, nullptr) << item.key();
@@ -381,7 +382,9 @@ TEST(BnBfn, XbnPresetsPutGroupNormInOneBottleneckSlot) {
     }
     EXPECT_EQ(groupnorms, 3 + 4 + 6 + 3);  // one per bottleneck
     auto modules = model->named_modules();
-    EXPECT_EQ(kind(modules["bn1"]), "bn");
+    auto* stem = dynamic_cast<torch::nn::GroupNormImpl*>(modules["bn1"].get());
+    ASSERT_NE(stem, nullptr);  // the official XBNBlock ResNets' stem norm is batch-free too
+    EXPECT_EQ(stem->options.num_groups(), 64);
     EXPECT_EQ(kind(modules["layer2.0.downsample.1"]), "bn");
   }
   ModelOptions o;
