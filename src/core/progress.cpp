@@ -36,6 +36,11 @@ std::string Progress::format_duration(double seconds) {
   return buf;
 }
 
+int64_t Progress::remaining_steps(int64_t epoch, int64_t step) const {
+  const int64_t total = std::max<int64_t>(options_.epochs, 1) * options_.steps_per_epoch;
+  return std::max<int64_t>(0, total - (epoch * options_.steps_per_epoch + step));
+}
+
 void Progress::step(int64_t epoch, int64_t step, int64_t images) {
   images_ += images;
   ++steps_done_;
@@ -65,9 +70,8 @@ void Progress::finish(const std::string& summary) {
 void Progress::print(int64_t epoch, int64_t step, bool final_line, const std::string& summary) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = elapsed > 0 ? static_cast<double>(images_) / elapsed : 0.0;
-  int64_t total_steps = std::max<int64_t>(options_.epochs, 1) * options_.steps_per_epoch;
   double eta = steps_done_ > 0 ? elapsed / static_cast<double>(steps_done_) *
-                                     static_cast<double>(total_steps - steps_done_)
+                                     static_cast<double>(remaining_steps(epoch, step))
                                : NAN;
   // A finished phase reports its duration instead of an ETA of zero.
   const std::string when = options_.epochs == 0 && final_line ? "took " + format_duration(elapsed)

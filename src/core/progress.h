@@ -38,6 +38,10 @@ class Progress {
   void finish(const std::string& summary);
   // Formats seconds as "1h02m", "3m05s" or "12s".
   static std::string format_duration(double seconds);
+  // Steps left after `step` of `epoch` (0-based; steps count from 1) until the last epoch
+  // ends. A Progress may be made per epoch (the lockstep engine makes one per epoch), so the
+  // ETA extrapolates this object's own pace over these steps, not over epochs * steps.
+  int64_t remaining_steps(int64_t epoch, int64_t step) const;
 
  private:
   void print(int64_t epoch, int64_t step, bool final_line, const std::string& summary);

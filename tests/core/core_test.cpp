@@ -79,6 +79,23 @@ TEST(Progress, PhaseWithoutEpochsPrintsBatchesRateAndDuration) {
   EXPECT_EQ(out.find("epoch"), std::string::npos) << out;
 }
 
+// The lockstep engine makes one Progress per epoch: at epoch 3/3, step 574/625 of S0's
+// faithful run the ETA said 11 minutes (the whole run's steps minus this epoch's) instead of
+// the 51 steps left.
+TEST(Progress, EtaCountsTheStepsLeftFromTheCurrentEpoch) {
+  ProgressOptions o;
+  o.epochs = 3;
+  o.steps_per_epoch = 625;
+  Progress p(o);
+  EXPECT_EQ(p.remaining_steps(0, 1), 3 * 625 - 1);
+  EXPECT_EQ(p.remaining_steps(2, 574), 51);
+  EXPECT_EQ(p.remaining_steps(2, 625), 0);
+  o.epochs = 0;  // a phase: its batches
+  o.steps_per_epoch = 40;
+  Progress phase(o);
+  EXPECT_EQ(phase.remaining_steps(0, 7), 33);
+}
+
 TEST(Progress, ShortSilentPhaseStaysSilent) {
   ProgressOptions o;
   o.label = "evaluating";
