@@ -179,7 +179,8 @@ torch::nn::AnyModule make_gn(const NormSpec& spec, int64_t channels, NormInput i
     throw Error("norm '" + spec.text + "'",
                 std::to_string(spec.groups) + " groups do not divide " + std::to_string(channels) +
                     " channels",
-                "choose G dividing every channel count of the model");
+                "choose G dividing every channel count of the model (for a model.bn_bfn "
+                "preset, set model.bfn_norm, e.g. \"gn:8\")");
   }
   auto gn_options = torch::nn::GroupNormOptions(spec.groups, channels).eps(o.eps);
   if (input == NormInput::kVector) return torch::nn::AnyModule(VectorGroupNorm(gn_options));
