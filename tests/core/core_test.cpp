@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/runtime.h"
@@ -94,6 +97,22 @@ TEST(Progress, EtaCountsTheStepsLeftFromTheCurrentEpoch) {
   o.steps_per_epoch = 40;
   Progress phase(o);
   EXPECT_EQ(phase.remaining_steps(0, 7), 33);
+}
+
+// The printed line uses it: a Progress made for the last of 3 epochs of 1000 steps, one step
+// taken (~20 ms), 2 steps left: "ETA 0s", not the minute that 2999 steps would take.
+TEST(Progress, PrintedEtaOfAPerEpochProgressIsTheRestOfTheRun) {
+  ProgressOptions o;
+  o.label = "run";
+  o.epochs = 3;
+  o.steps_per_epoch = 1000;
+  o.plain_interval_s = 0;
+  const std::string out = plain_progress(o, [](Progress& p) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    p.step(2, 998, 64);
+  });
+  EXPECT_NE(out.find("epoch 3/3 step 998/1000"), std::string::npos) << out;
+  EXPECT_NE(out.find("ETA 0s"), std::string::npos) << out;
 }
 
 TEST(Progress, ShortSilentPhaseStaysSilent) {
