@@ -33,6 +33,13 @@ std::string html_escape(const std::string& text) {
   return out;
 }
 
+std::string table_number(double value) {
+  if (std::isnan(value)) return "NaN";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.4g", value);
+  return buf;
+}
+
 nlohmann::json plot_value(double value) {
   if (!std::isfinite(value)) return nullptr;
   char buf[64];

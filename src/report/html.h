@@ -11,6 +11,9 @@ namespace normlab::report {
 // Escapes &, <, >, " and ' for HTML text and attribute values.
 std::string html_escape(const std::string& text);
 
+// A value for a table cell: 4 significant digits, "NaN" for NaN.
+std::string table_number(double value);
+
 // Significant digits kept for plotted values (the tables print from full precision).
 constexpr int kPlotDigits = 5;
 

@@ -19,6 +19,7 @@
 #include "report/histogram_heatmap.h"
 #include "report/html.h"
 #include "report/layer_series.h"
+#include "report/paired_comparisons.h"
 #include "report/seed_stats.h"
 #include "report/step_curves.h"
 #include "report/surfaces.h"
@@ -80,13 +81,6 @@ std::string json_for_script(const json& value) {
     }
   }
   return out;
-}
-
-std::string fmt(double value) {
-  if (std::isnan(value)) return "NaN";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.4g", value);
-  return buf;
 }
 
 std::string study_title(const ReportOptions& options, const store::Store& db) {
@@ -164,9 +158,9 @@ int best_group(const std::vector<Group>& groups) {
 
 std::string stats_cell(const SeedStats& s) {
   if (s.n == 0) return "&mdash;";
-  if (s.n == 1) return fmt(s.mean) + " <span class=\"ci\">(n=1)</span>";
-  return fmt(s.mean) + " &plusmn; " + fmt(s.std) + " <span class=\"ci\">(95% CI &plusmn; " +
-         fmt(s.ci95) + ")</span>";
+  if (s.n == 1) return table_number(s.mean) + " <span class=\"ci\">(n=1)</span>";
+  return table_number(s.mean) + " &plusmn; " + table_number(s.std) +
+         " <span class=\"ci\">(95% CI &plusmn; " + table_number(s.ci95) + ")</span>";
 }
 
 std::string status_summary(const Group& g) {
@@ -213,11 +207,28 @@ std::string final_table(const std::vector<Group>& groups, int best) {
       auto it = g.final_stats.find(m);
       html << "<td>" << (it == g.final_stats.end() ? "&mdash;" : stats_cell(it->second)) << "</td>";
     }
-    html << "<td>" << (g.complete > 0 ? fmt(g.mean_wall_seconds) : "&mdash;") << "</td><td>"
-         << verdict << "</td></tr>\n";
+    html << "<td>" << (g.complete > 0 ? table_number(g.mean_wall_seconds) : "&mdash;")
+         << "</td><td>" << verdict << "</td></tr>\n";
   }
   html << "</tbody>\n</table>\n";
   return html.str();
+}
+
+// The rank metric's last-epoch value of each complete run, per configuration and seed.
+std::vector<PairedComparison> group_pairs(const std::vector<Group>& groups) {
+  std::vector<PairInput> inputs;
+  for (const auto& g : groups) {
+    PairInput in{g.name, {}};
+    for (const auto& run : g.runs) {
+      if (run.record.status != RunStatus::kComplete) continue;
+      auto it = run.epoch.find(kRankMetric);
+      if (it != run.epoch.end() && !it->second.empty()) {
+        in.by_seed[run.record.seed] = it->second.back().second;
+      }
+    }
+    inputs.push_back(std::move(in));
+  }
+  return paired_comparisons(inputs);
 }
 
 // Mean over seeds (and mean ± std band) of one epoch metric, per configuration.
@@ -611,6 +622,7 @@ struct Study {
   std::vector<Group> groups;      // compared
   std::vector<Group> aux_groups;  // listed only
   int best = -1;
+  std::vector<PairedComparison> pairs;
   json data;
   std::vector<std::string> notes;
 };
@@ -635,6 +647,7 @@ Study load_study(const store::Store& db) {
     (auxiliary.count(g.name) > 0 ? study.aux_groups : study.groups).push_back(std::move(g));
   }
   study.best = best_group(study.groups);
+  study.pairs = group_pairs(study.groups);
   study.data = {{"curves", epoch_curves(study.groups)},
                 {"grad_total", grad_total(db, study.groups)},
                 {"step_curves", step_curves(db, group_runs(study.groups), kMaxPointsPerTrace)},
@@ -643,7 +656,8 @@ Study load_study(const store::Store& db) {
                 {"grad_layers", grad_layers(db, study.groups)},
                 {"histograms", histograms(db, study.groups, &study.notes)},
                 {"surfaces", surfaces(db, study.groups, &study.notes)},
-                {"confusion", confusion(db, study.groups, study.best, &study.notes)}};
+                {"confusion", confusion(db, study.groups, study.best, &study.notes)},
+                {"paired", paired_comparisons_json(study.pairs)}};
   std::vector<GroupSeries> series;
   for (const auto& g : study.groups) {
     GroupSeries gs{g.name, {}};
@@ -696,6 +710,9 @@ void write_html_report(const ReportOptions& options) {
        << " interval overlaps the best one's is <em>not distinguishable from best</em>: the "
        << "difference is within seed-to-seed spread.</p>\n"
        << final_table(groups, study.best);
+  if (!study.pairs.empty()) {
+    html << "<h2>Paired comparisons</h2>\n" << paired_comparisons_section(study.pairs, kRankMetric);
+  }
   if (!study.aux_groups.empty()) {
     html << "<h3>Auxiliary runs</h3>\n<p class=\"note\">Not part of the comparison (e.g. "
          << "pretraining on the source task).</p>\n"

@@ -206,6 +206,22 @@ TEST_F(ReportTest, WritesSelfContainedReport) {
   EXPECT_NE(row("norm=ln").find("<td>2</td>"), std::string::npos);  // the running seed is out
   EXPECT_NE(row("norm=gn").find("worse than best"), std::string::npos);
 
+  // Paired by seed (seeds 1 and 2): ln - bn = -0.10, -0.12 is within t_1's wide interval;
+  // gn - bn = -0.50, -0.53 is not. The failed none group has no complete seed: no row.
+  EXPECT_NE(html.find("<h2>Paired comparisons</h2>"), std::string::npos);
+  const auto paired = embedded_data(html)["paired"];
+  auto pair_row = [&](const std::string& a, const std::string& b) {
+    for (const auto& r : paired) {
+      if (r["a"] == a && r["b"] == b) return r;
+    }
+    return nlohmann::json();
+  };
+  EXPECT_EQ(pair_row("norm=ln", "norm=bn")["verdict"], "not distinguishable");
+  EXPECT_NEAR(pair_row("norm=ln", "norm=bn")["mean"].get<double>(), -0.11, 1e-9);
+  EXPECT_EQ(pair_row("norm=gn", "norm=bn")["verdict"], "lower");
+  EXPECT_EQ(pair_row("norm=gn", "norm=bn")["n"], 2);
+  EXPECT_TRUE(pair_row("norm=none", "norm=bn").is_null());
+
   // The failed run is listed with its (escaped) error.
   EXPECT_NE(html.find("loss is &lt;b&gt;NaN&lt;/b&gt; at step 12"), std::string::npos);
 
