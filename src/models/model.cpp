@@ -227,20 +227,21 @@ int64_t ClassifierImpl::stage_of(const std::string& path) const {
 
 torch::Tensor ClassifierImpl::forward_prefix(torch::Tensor x, int64_t cut) {
   // x: (N, C, H, W) -> stage `cut`'s input: maps (N, C', H', W') or, past pooling, (N, D)
-  TORCH_CHECK(cut >= 0 && cut <= num_stages(), "cut ", cut, " outside [0, ", num_stages(), "]");
-  const int64_t trunk_stages = static_cast<int64_t>(trunk_->stages().size());
-  x = trunk_->forward_stages(x, 0, std::min(cut, trunk_stages));
-  if (pool_ && cut > trunk_stages) x = x.mean({2, 3});
-  return x;
+  return forward_between(x, 0, cut);
 }
 
 torch::Tensor ClassifierImpl::forward_from(torch::Tensor h, int64_t cut) {
   // h: forward_prefix(x, cut) -> logits (N, num_classes)
-  TORCH_CHECK(cut >= 0 && cut <= num_stages(), "cut ", cut, " outside [0, ", num_stages(), "]");
+  return head->forward(forward_between(h, cut, num_stages()));
+}
+
+torch::Tensor ClassifierImpl::forward_between(torch::Tensor h, int64_t from, int64_t to) {
+  TORCH_CHECK(from >= 0 && from <= to && to <= num_stages(), "stages [", from, ", ", to,
+              ") outside [0, ", num_stages(), "]");
   const int64_t trunk_stages = static_cast<int64_t>(trunk_->stages().size());
-  if (cut < trunk_stages) h = trunk_->forward_stages(h, cut, trunk_stages);
-  if (pool_ && cut <= trunk_stages) h = h.mean({2, 3});
-  return head->forward(h);
+  if (from < trunk_stages) h = trunk_->forward_stages(h, from, std::min(to, trunk_stages));
+  if (pool_ && from <= trunk_stages && to > trunk_stages) h = h.mean({2, 3});  // (N, C')
+  return h;
 }
 
 Classifier build_model(const ModelOptions& options) { return Classifier(options); }

@@ -94,6 +94,9 @@ class ClassifierImpl : public torch::nn::Module, public NormSlotOwner {
   int64_t stage_of(const std::string& path) const;
   torch::Tensor forward_prefix(torch::Tensor x, int64_t cut);
   torch::Tensor forward_from(torch::Tensor h, int64_t cut);
+  // Stage `from`'s input -> stage `to`'s input (from <= to): the stages in between, so that
+  //   forward_prefix(x, to) == forward_between(forward_prefix(x, from), from, to).
+  torch::Tensor forward_between(torch::Tensor h, int64_t from, int64_t to);
 
   int64_t feature_dim() const { return feature_dim_; }
   const ModelOptions& options() const { return options_; }

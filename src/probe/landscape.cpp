@@ -187,6 +187,14 @@ LandscapeBatches landscape_batches(const train::EpochContext& ctx,
     out.batches.push_back(kept);
     return max_images <= 0 || images < max_images;
   });
+  if (lowest > out.stage) {
+    // Nothing in [out.stage, lowest) moves: run those stages once here rather than at every
+    // grid point (S0's head-only landscape on features.13's cache: 121 x features.14-18).
+    train::EvalModeGuard eval_mode(*ctx.model);
+    torch::NoGradGuard no_grad;
+    for (auto& b : out.batches) b.x = ctx.model->forward_between(b.x, out.stage, lowest);
+    out.stage = lowest;
+  }
   return out;
 }
 

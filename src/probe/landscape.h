@@ -89,7 +89,8 @@ std::vector<NamedTensor> landscape_tensors(models::ClassifierImpl& model,
 
 // Fixed evaluation batches of `split` (val falls back to the unaugmented training images when
 // the run has none), at most `max_batches` batches (0 = no limit) and `max_images` images
-// (0 = no limit), entering the model at the lowest stage any of `tensors` belongs to.
+// (0 = no limit), entering the model at the lowest stage any of `tensors` belongs to (the
+// stages below it that the engine's batches have not been through are run once, here).
 struct LandscapeBatches {
   std::vector<data::Batch> batches;
   int64_t stage = 0;

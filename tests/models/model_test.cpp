@@ -289,6 +289,15 @@ TEST(Classifier, PrefixThenTailEqualsForwardAtEveryCut) {
     }
     EXPECT_TRUE(torch::equal(model->forward_prefix(x, model->num_stages()), model->embed(x)));
     EXPECT_THROW(model->forward_prefix(x, model->num_stages() + 1), c10::Error);
+    // Any stretch of stages in between continues a prefix.
+    for (int64_t from = 0; from <= model->num_stages(); ++from) {
+      for (int64_t to = from; to <= model->num_stages(); ++to) {
+        SCOPED_TRACE(std::to_string(from) + " -> " + std::to_string(to));
+        EXPECT_TRUE(torch::equal(model->forward_between(model->forward_prefix(x, from), from, to),
+                                 model->forward_prefix(x, to)));
+      }
+    }
+    EXPECT_THROW(model->forward_between(x, 1, 0), c10::Error);
     // Every trunk parameter belongs to exactly the stage that runs it; head parameters to none.
     auto stages = model->stage_paths();
     for (const auto& p : model->named_parameters()) {

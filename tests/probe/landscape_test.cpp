@@ -175,6 +175,41 @@ TEST(Landscape, ImagesCapTheBatchesAndStopTheSource) {
   EXPECT_EQ(counting.produced, 2);  // the source stopped once it had enough
 }
 
+// A head-only landscape on batches from the images: the frozen trunk runs once per batch, in
+// landscape_batches, and the surface is the one drawn from the images at every grid point.
+TEST(Landscape, StagesBelowTheMovedTensorsRunOnce) {
+  ProbeRun run("landscape", {{"params", "head"}});
+  FakeEval eval;
+  train::EpochContext ctx = run.trainer->epoch_context(0, &eval);
+  auto& model = *ctx.model;
+  auto named = landscape_tensors(model, *ctx.trainable, "head", false, "test");
+  model.train();
+  auto data = landscape_batches(ctx, named, "val", 2, 0, "test");
+  EXPECT_EQ(data.stage, model.num_stages());
+  auto images = first_batches(2);
+  ASSERT_EQ(data.batches.size(), images.size());
+  {
+    train::EvalModeGuard eval_mode(model);
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < images.size(); ++i) {
+      EXPECT_TRUE(torch::equal(data.batches[i].x, model.forward_prefix(images[i].x, data.stage)));
+      EXPECT_TRUE(torch::equal(data.batches[i].y, images[i].y));
+    }
+  }
+  EXPECT_TRUE(model.is_training());  // the mode is restored
+
+  std::vector<torch::Tensor> tensors;
+  for (const auto& t : named) tensors.push_back(t.tensor);
+  LandscapeOptions o;
+  o.resolution = 3;
+  o.seed = 5;
+  auto from_features = loss_landscape(model, tensors, data.batches, data.stage, o);
+  auto from_images = loss_landscape(model, tensors, images, 0, o);
+  for (size_t i = 0; i < 3; ++i) {
+    for (size_t j = 0; j < 3; ++j) EXPECT_DOUBLE_EQ(from_features.z[i][j], from_images.z[i][j]);
+  }
+}
+
 TEST(Landscape, DrawsAtChosenEpochsAndSavesItsDirections) {
   const auto dir = std::filesystem::temp_directory_path() / "normlab_landscape_dirs";
   std::filesystem::remove_all(dir);
