@@ -187,11 +187,9 @@ torch::Tensor geometric_augment(const torch::Tensor& x_in, const AugmentOptions&
     return pil_bilinear_resize(x, out_h, out_w);
   }
   if (out_h != h || out_w != w) {
-    // No antialiasing (interpolate's default), so upsampling 28 -> 32 is plain bilinear.
-    x = F::interpolate(x, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{out_h, out_w})
-                              .mode(torch::kBilinear)
-                              .align_corners(false));
+    // No antialiasing (interpolate's default), so upsampling 28 -> 32 is plain bilinear;
+    // interpolate's kernel called directly (GCC 13 warns inside InterpolateFuncOptions).
+    x = torch::upsample_bilinear2d(x, {out_h, out_w}, false);
   }
   return x;
 }

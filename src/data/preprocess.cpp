@@ -17,12 +17,10 @@ torch::Tensor preprocess_image(const torch::Tensor& image, const PreprocessOptio
     // keeps the aspect ratio (truncated, as torchvision does).
     int64_t nh = h <= w ? options.resize : static_cast<int64_t>(options.resize * h / w);
     int64_t nw = h <= w ? static_cast<int64_t>(options.resize * w / h) : options.resize;
-    namespace F = torch::nn::functional;
-    x = F::interpolate(x, F::InterpolateFuncOptions()
-                              .size(std::vector<int64_t>{nh, nw})
-                              .mode(torch::kBilinear)
-                              .align_corners(false)
-                              .antialias(options.antialias))
+    // F::interpolate(bilinear, align_corners = false)'s kernels, called directly: GCC 13 warns
+    // (-Wmaybe-uninitialized) inside LibTorch's InterpolateFuncOptions.
+    x = (options.antialias ? torch::_upsample_bilinear2d_aa(x, {nh, nw}, false)
+                           : torch::upsample_bilinear2d(x, {nh, nw}, false))
             .clamp(0.0, 1.0);
   }
   if (options.crop > 0) {

@@ -16,10 +16,6 @@ using store::HistogramPoint;
 
 namespace {
 
-// A heatmap column per step of a 50-epoch study would be 25k columns per layer; columns
-// are averaged over buckets down to this many.
-constexpr size_t kMaxHistogramColumns = 200;
-
 std::string y_label(const std::string& scale) {
   return scale == "log10" ? "log10 |value|" : "value";
 }

@@ -3,6 +3,7 @@
 // into the family, stage and item the report's panels are organised by.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,10 @@
 #include "store/records.h"
 
 namespace normlab::report {
+
+// A heatmap column per step of a 50-epoch study would be 25k columns per layer; columns
+// are averaged over buckets down to this many.
+constexpr size_t kMaxHistogramColumns = 200;
 
 // "<family>/<stage>/<item>" when the name has 3+ components and the second is "pre" or
 // "post" (e.g. grad_hist/pre/features.3.0.weight: before and after clipping), else

@@ -1,5 +1,9 @@
 #include "train/optimizer.h"
 
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
 #include "core/error.h"
 
 namespace normlab::train {
@@ -14,7 +18,32 @@ std::unique_ptr<torch::optim::Optimizer> build(const ParamPlan& plan, MakeOption
   return std::make_unique<Opt>(std::move(groups), make(plan.groups.front().lr));
 }
 
+template <typename Key>
+Key state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream address;  // c10::guts::to_string's format, which 2.x removed
+    address << p.unsafeGetTensorImpl();
+    return address.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+using StateKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
 }  // namespace
+
+torch::optim::OptimizerParamState* find_param_state(torch::optim::Optimizer& optimizer,
+                                                    const torch::Tensor& p) {
+  auto& state = optimizer.state();
+  auto it = state.find(state_key<StateKey>(p));
+  return it == state.end() ? nullptr : it->second.get();
+}
+
+void set_param_state(torch::optim::Optimizer& optimizer, const torch::Tensor& p,
+                     std::unique_ptr<torch::optim::OptimizerParamState> state) {
+  optimizer.state()[state_key<StateKey>(p)] = std::move(state);
+}
 
 void describe(OptimizerOptions& o, OptionFields& f) {
   f.field("name", o.name, optimizer_names());

@@ -32,6 +32,13 @@ std::vector<std::string> optimizer_names();
 // The fields of train.optimizer: their defaults are the struct's (core/option_fields.h).
 void describe(OptimizerOptions& o, OptionFields& f);
 
+// The optimizer's state of parameter `p` (nullptr before its first step). LibTorch 1.x keys
+// the state by the TensorImpl's address printed as a string, 2.x by the pointer itself.
+torch::optim::OptimizerParamState* find_param_state(torch::optim::Optimizer& optimizer,
+                                                    const torch::Tensor& p);
+void set_param_state(torch::optim::Optimizer& optimizer, const torch::Tensor& p,
+                     std::unique_ptr<torch::optim::OptimizerParamState> state);
+
 // Multiplies every group's learning rate by `factor` relative to its configured value.
 void set_lr_scale(torch::optim::Optimizer& optimizer, const ParamPlan& plan, double factor);
 

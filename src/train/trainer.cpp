@@ -4,7 +4,6 @@
 #include <chrono>
 #include <limits>
 #include <sstream>
-#include <type_traits>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -98,29 +97,11 @@ void Trainer::plan() {
   }
 }
 
-namespace {
-
-// The optimizer's per-parameter state key: the TensorImpl's address, as a string in LibTorch
-// 1.x and as the pointer itself in later versions.
-template <typename Key>
-Key state_key(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    return c10::guts::to_string(p.unsafeGetTensorImpl());
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
-}  // namespace
-
 void Trainer::set_phase(const TrainOptions& options, bool keep_state) {
-  auto& old_state = optimizer_->state();
-  using Key = typename std::decay_t<decltype(old_state)>::key_type;
   std::vector<std::pair<torch::Tensor, std::unique_ptr<torch::optim::OptimizerParamState>>> kept;
   if (keep_state) {
     for (const auto& p : trainable_.params) {
-      auto it = old_state.find(state_key<Key>(p));
-      if (it != old_state.end()) kept.emplace_back(p, it->second->clone());
+      if (auto* s = find_param_state(*optimizer_, p)) kept.emplace_back(p, s->clone());
     }
   }
   options_.optimizer = options.optimizer;
@@ -132,11 +113,10 @@ void Trainer::set_phase(const TrainOptions& options, bool keep_state) {
     if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
   }
   plan();
-  auto& state = optimizer_->state();
   for (auto& [p, s] : kept) {
     if (std::find_if(trainable_.params.begin(), trainable_.params.end(),
                      [&](const auto& t) { return t.is_same(p); }) != trainable_.params.end()) {
-      state[state_key<Key>(p)] = std::move(s);
+      set_param_state(*optimizer_, p, std::move(s));
     }
   }
 }

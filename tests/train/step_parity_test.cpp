@@ -224,10 +224,8 @@ class Capture : public Observer {
 
 torch::Tensor optimizer_state(torch::optim::Optimizer& opt, const torch::Tensor& p,
                               const std::string& key) {
-  auto& states = opt.state();
-  auto it = states.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-  if (it == states.end()) return torch::Tensor();
-  auto* state = it->second.get();
+  auto* state = find_param_state(opt, p);
+  if (state == nullptr) return torch::Tensor();
   if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(state)) {
     return key == "exp_avg"      ? a->exp_avg()
            : key == "exp_avg_sq" ? a->exp_avg_sq()

@@ -104,10 +104,9 @@ TEST(Trainer, SetPhaseReplansTheParametersAndTheOptimizerState) {
     for (const auto& group : t.optimizer().param_groups()) {
       for (const auto& q : group.params()) {
         if (!q.is_same(p)) continue;
-        auto& state = t.optimizer().state();
-        auto it = state.find(c10::guts::to_string(q.unsafeGetTensorImpl()));
-        if (it == state.end()) return 0;
-        return static_cast<torch::optim::AdamParamState&>(*it->second).step();
+        auto* state = find_param_state(t.optimizer(), q);
+        if (state == nullptr) return 0;
+        return static_cast<torch::optim::AdamParamState&>(*state).step();
       }
     }
     return -1;  // not trained
