@@ -52,6 +52,10 @@ torch::Generator make_generator(uint64_t seed) {
   return gen;
 }
 
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device) {
+  return t.to(device, /*non_blocking=*/true);
+}
+
 torch::Device parse_device(const std::string& name) {
   if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
   try {

@@ -41,6 +41,12 @@ void sleep_idle_openmp_threads(char** argv);
 // keep_freed_memory would otherwise hold for the rest of the process. No-op elsewhere.
 void release_free_memory();
 
+// A small host tensor (batch indices, augmentation draws) copied to `device` without making the
+// host wait: a blocking copy to CUDA synchronises the stream, so one per training step would
+// let the GPU run dry every step. From pageable memory the driver stages the source before
+// the call returns, so the source may go away at once. On the CPU it is `t.to(device)`.
+torch::Tensor to_device(const torch::Tensor& t, torch::Device device);
+
 // Parses "cpu", "cuda", "cuda:1" or "auto" (CUDA when available, else CPU).
 torch::Device parse_device(const std::string& name);
 

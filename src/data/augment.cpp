@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 namespace normlab::data {
 namespace {
@@ -148,7 +149,8 @@ torch::Tensor affine_warp(const torch::Tensor& x, const torch::Tensor& theta, in
   TORCH_CHECK(x.dim() == 4 && theta.sizes() == torch::IntArrayRef({x.size(0), 2, 3}),
               "affine_warp: expected x (B, C, H, W) and theta (B, 2, 3), got ", x.sizes(), " and ",
               theta.sizes());
-  auto grid = F::affine_grid(theta.to(x.options()), {x.size(0), x.size(1), out_h, out_w},
+  auto grid = F::affine_grid(theta.to(x.options(), /*non_blocking=*/true),
+                             {x.size(0), x.size(1), out_h, out_w},
                              /*align_corners=*/false);  // (B, out_h, out_w, 2)
   return F::grid_sample(x, grid,
                         F::GridSampleFuncOptions()
@@ -164,11 +166,11 @@ torch::Tensor geometric_augment(const torch::Tensor& x_in, const AugmentOptions&
   const auto device = x.device();
   if (options.hflip) {
     auto flip = torch::rand({b}, gen) < 0.5;  // (B) bool, Bernoulli(0.5)
-    x = hflip(x, flip.to(device));
+    x = hflip(x, to_device(flip, device));
   }
   if (const int64_t p = options.crop_padding; p > 0) {
     auto offsets = torch::randint(0, 2 * p + 1, {b, 2}, gen, torch::kInt64);  // (B, 2)
-    x = padded_crop(x, p, offsets.to(device));
+    x = padded_crop(x, p, to_device(offsets, device));
   }
   const int64_t h = x.size(2);
   const int64_t w = x.size(3);
@@ -235,18 +237,18 @@ torch::Tensor apply_mixing(const torch::Tensor& x, const MixDraws& draws) {
                   draws.boxes.sizes() == torch::IntArrayRef({b, 4}),
               "apply_mixing: draws are for another batch size than ", b);
   const auto device = x.device();
-  auto other = x.index_select(0, draws.partner.to(device));  // (B, C, H, W)
+  auto other = x.index_select(0, to_device(draws.partner, device));  // (B, C, H, W)
   // The draws are on the CPU, so these reads cost no device sync.
   const bool any_cutmix = draws.use_cutmix.any().item<bool>();
   const bool all_cutmix = draws.use_cutmix.all().item<bool>();
   torch::Tensor blended;
   if (!all_cutmix) {
-    auto lam = draws.lam.to(x.options()).view({b, 1, 1, 1});
+    auto lam = draws.lam.to(x.options(), /*non_blocking=*/true).view({b, 1, 1, 1});
     blended = x * lam + other * (1 - lam);
   }
   if (!any_cutmix) return blended;
   // Cutmix: (B, 1, H, W) bool mask of each sample's box, from its half-open bounds.
-  auto boxes = draws.boxes.to(device);
+  auto boxes = to_device(draws.boxes, device);
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
   auto rows = torch::arange(h, long_opts).view({1, h});
   auto cols = torch::arange(w, long_opts).view({1, w});
@@ -257,7 +259,7 @@ torch::Tensor apply_mixing(const torch::Tensor& x, const MixDraws& draws) {
   auto mask = (in_rows.view({b, 1, h, 1}) & in_cols.view({b, 1, 1, w}));
   auto pasted = torch::where(mask, other, x);
   if (all_cutmix) return pasted;
-  return torch::where(draws.use_cutmix.to(device).view({b, 1, 1, 1}), pasted, blended);
+  return torch::where(to_device(draws.use_cutmix, device).view({b, 1, 1, 1}), pasted, blended);
 }
 
 }  // namespace normlab::data

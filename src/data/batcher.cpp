@@ -75,7 +75,7 @@ bool Batcher::next(Batch& batch) {
     cursor_ = n;
     return false;
   }
-  auto idx = order_.slice(0, cursor_, cursor_ + b).to(options_.device);
+  auto idx = to_device(order_.slice(0, cursor_, cursor_ + b), options_.device);
   cursor_ += b;
 
   // (B, C, H, W) uint8 -> float in [0, 1]
@@ -93,8 +93,8 @@ bool Batcher::next(Batch& batch) {
     // On the normalised batch, so a blend mixes exactly the values the model would see.
     auto draws = draw_mixing(options_.augment, b, x.size(2), x.size(3), gen_);
     x = apply_mixing(x, draws);
-    batch.y2 = y.index_select(0, draws.partner.to(options_.device));
-    batch.lam = draws.lam.to(options_.device);
+    batch.y2 = y.index_select(0, to_device(draws.partner, options_.device));
+    batch.lam = to_device(draws.lam, options_.device);
   }
   batch.x = x;  // (B, C, H', W') float32
   batch.y = y;

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/runtime.h"
 
 namespace normlab::io {
 
@@ -501,7 +502,7 @@ torch::Tensor FeatureFile::gather(const torch::Tensor& items, const torch::Tenso
   // One index_select over all rows (view-major: row = view * items + item), then fp16 crosses
   // to the device and is widened there.
   const torch::Tensor out = rows().index_select(0, view * spec_.items + item);  // (B, row) fp16
-  return out.view(sizes).to(device).to(torch::kFloat32);                        // (B, *shape)
+  return to_device(out.view(sizes), device).to(torch::kFloat32);                // (B, *shape)
 }
 
 }  // namespace normlab::io

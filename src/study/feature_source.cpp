@@ -95,7 +95,7 @@ class CacheSource : public FeatureSource {
     torch::Tensor idx = order_.slice(0, cursor_, end);
     h = file_->gather(idx, views_.slice(0, cursor_, end), device_);
     if (h_flip != nullptr) *h_flip = file_->gather(idx, torch::ones_like(idx), device_);
-    t = train::Targets{labels_.index_select(0, idx.to(device_)), {}, {}};
+    t = train::Targets{labels_.index_select(0, to_device(idx, device_)), {}, {}};
     cursor_ = end;
     if (timing_ != nullptr) {
       timing_->batch_seconds +=
