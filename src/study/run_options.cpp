@@ -126,15 +126,11 @@ RunOptions run_options(const Json& c, const std::string& where) {
 
   // probes
   for (const auto& info : probe::probes()) {
-    // A named key: GCC 13's -Wdangling-reference takes a temporary string argument for the
-    // referent of config_at's result.
-    const std::string key = "probe." + info.name;
-    const Json& options = config_at(c, key);
+    const Json& options = config_at(c, "probe." + info.name);
     info.check(options, where);
     if (options.at("enabled").get<bool>()) o.probe.enabled.emplace_back(&info, options);
   }
-  const std::string esm_key = "probe.esm";
-  if (const Json& esm = config_at(c, esm_key); esm.at("enabled").get<bool>()) {
+  if (const Json& esm = config_at(c, "probe.esm"); esm.at("enabled").get<bool>()) {
     require_split(d, esm.at("split").get<std::string>(), where, "probe.esm.split");
   }
   if (uses_norm(m, "dmbn")) require_split(d, o.dmbn.split, where, "model.dmbn.split");

@@ -166,7 +166,7 @@ void expect_resumes_bit_identically(const std::string& name, const char* study, 
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    freopen("/dev/null", "w", stderr);
+    if (freopen("/dev/null", "w", stderr) == nullptr) _exit(126);
     execl(bin, bin, "study", "run", spec.c_str(), "--out", b.c_str(), "--threads", "1", "--quiet",
           "--no-report", static_cast<char*>(nullptr));
     _exit(127);
