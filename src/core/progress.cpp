@@ -78,8 +78,8 @@ void Progress::print(int64_t epoch, int64_t step, bool final_line, const std::st
                                                               : "ETA " + format_duration(eta);
   char line[512];
   if (options_.epochs == 0) {
-    std::snprintf(line, sizeof line, "%s: batch %lld/%lld  %.0f img/s  %s%s%s",
-                  options_.label.c_str(), static_cast<long long>(step),
+    std::snprintf(line, sizeof line, "%s: %s %lld/%lld  %.0f img/s  %s%s%s", options_.label.c_str(),
+                  options_.unit.c_str(), static_cast<long long>(step),
                   static_cast<long long>(options_.steps_per_epoch), rate, when.c_str(),
                   summary.empty() ? "" : "  ", summary.c_str());
   } else {

@@ -16,6 +16,7 @@ struct ProgressOptions {
   std::string label;   // e.g. the run name
   int64_t epochs = 1;  // 0: a phase without epochs
   int64_t steps_per_epoch = 1;
+  std::string unit = "batch";  // what a step of a phase (epochs = 0) is, e.g. "point"
   // Plain-mode throttle; NORMLAB_PROGRESS_SECONDS overrides it (a log that wants more or
   // fewer lines).
   double plain_interval_s = 10;

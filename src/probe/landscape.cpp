@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/runtime.h"
 #include "io/state_dict.h"
 #include "probe/registry.h"
@@ -93,14 +94,26 @@ store::Surface loss_landscape(models::ClassifierImpl& model,
   out.z_label = "loss";
   out.x = out.y = evenly(-options.span, options.span, options.resolution);
   out.z.assign(out.y.size(), std::vector<double>(out.x.size(), 0.0));
+  int64_t images = 0;
+  for (const auto& b : batches) images += b.y.size(0);
+  ProgressOptions po;
+  po.label = options.progress_label;
+  po.epochs = 0;
+  po.steps_per_epoch = static_cast<int64_t>(out.x.size() * out.y.size());
+  po.unit = "point";
+  po.enabled = !options.progress_label.empty();
+  Progress progress(po);
+  int64_t done = 0;
   for (size_t yi = 0; yi < out.y.size(); ++yi) {
     for (size_t xi = 0; xi < out.x.size(); ++xi) {
       for (size_t k = 0; k < tensors.size(); ++k) {
         tensors[k].copy_(origin[k] + out.x[xi] * d1[k] + out.y[yi] * d2[k]);
       }
       out.z[yi][xi] = mean_loss(model, batches, input_stage);
+      progress.step(0, ++done, images);
     }
   }
+  progress.finish("");
   return out;
 }
 
@@ -218,6 +231,7 @@ class LandscapeProbe : public train::Observer {
         save_(o.at("save_directions").get<bool>()),
         where_(s.run + ": probe.landscape"),
         dir_(s.dir) {
+    if (s.progress) options_.progress_label = s.run + " landscape";
     options_.resolution = o.at("resolution").get<int64_t>();
     options_.span = o.at("span").get<double>();
     options_.ignore_biasbn = o.at("ignore").get<std::string>() == "biasbn";

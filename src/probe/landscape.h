@@ -40,6 +40,9 @@ struct LandscapeOptions {
   double span = 1.0;        // a, b in [-span, span]
   uint64_t seed = 0;        // direction draw
   bool ignore_biasbn = true;
+  // A progress line "<label>: point k/n" on stderr while the grid is evaluated (a landscape
+  // over many trainable stages takes minutes); "" = none.
+  std::string progress_label;
 };
 
 // The two filter-normalised random directions drawn from `seed` for `tensors` (d1, d2).

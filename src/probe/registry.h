@@ -27,8 +27,9 @@ struct ProbeSetup {
   const train::NamedParams* trainable = nullptr;
   train::ClipOptions clip;
   uint64_t seed = 0;
-  std::string run;  // the run's name, for messages
-  std::string dir;  // the run's directory, for what a probe keeps across a resume or exports
+  std::string run;        // the run's name, for messages
+  std::string dir;        // the run's directory, for what a probe keeps across a resume or exports
+  bool progress = false;  // a long probe may print a progress line (the study's -q turns it off)
 };
 
 struct ProbeInfo {

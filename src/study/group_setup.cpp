@@ -161,6 +161,7 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
   // only the prefix holder is converted; its outputs are made contiguous for the tails.
   if (o.channels_last) models::to_channels_last(*g.prefix);
   for (size_t i = 0; i < runs.size(); ++i) {
+    runs[i]->progress = options.progress;
     runs[i]->make_trainer(g.cut, g.device, g.splits.train.size(), resume[i], db);
   }
   // The prefix state (BN statistics updated in train mode) of the earliest run.

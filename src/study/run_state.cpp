@@ -83,8 +83,8 @@ void RunState::attach_observers() {
   trainer->clear_observers();
   probes.clear();
   if (dmbn) trainer->add_observer(dmbn.get());
-  probe::ProbeSetup setup{model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name(),
-                          paths.dir};
+  probe::ProbeSetup setup{
+      model.ptr().get(), &trainer->trainable(), o.train.clip, o.seed, name(), paths.dir, progress};
   for (const auto& [info, options] : o.probe.enabled) {
     probes.push_back(info->make(options, setup));
     trainer->add_observer(probes.back().get());

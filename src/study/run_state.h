@@ -68,6 +68,7 @@ struct RunState {
   std::unique_ptr<train::EarlyStopping> stopper;
   std::string best_state;  // model archive bytes of the best epoch (early stopping)
   int64_t start_epoch = 0;
+  bool progress = true;  // the study's progress lines (-q: off); long probes print one too
   int64_t epochs_done = 0;
   size_t phase = 0;  // index into o.phases
   int64_t steps_per_epoch = 0;

@@ -95,6 +95,29 @@ class FakeEval : public train::EvalBatches {
   std::string last_split;
 };
 
+// A long landscape says how far it is (S0's over the trainable trunk took minutes in silence);
+// without a label (tests, -q) it prints nothing.
+TEST(Landscape, PrintsItsProgressByGridPoint) {
+  auto model = tiny_model();
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model->head->parameters()) params.push_back(p);
+  auto batches = first_batches(1);
+  LandscapeOptions o;
+  o.resolution = 3;
+  setenv("NORMLAB_PROGRESS_SECONDS", "0", 1);  // a line per point, however fast
+  ::testing::internal::CaptureStderr();
+  loss_landscape(*model, params, batches, 0, o);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  o.progress_label = "run-a landscape";
+  ::testing::internal::CaptureStderr();
+  loss_landscape(*model, params, batches, 0, o);
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  unsetenv("NORMLAB_PROGRESS_SECONDS");
+  EXPECT_NE(out.find("run-a landscape: point 1/9"), std::string::npos) << out;
+  EXPECT_NE(out.find("run-a landscape: point 9/9"), std::string::npos) << out;
+  EXPECT_NE(out.find("took"), std::string::npos) << out;
+}
+
 TEST(Landscape, ProbeRecordsASurfaceAtRunEndFromEngineBatches) {
   ProbeRun run("landscape", {{"params", "head"}, {"resolution", 3}, {"batches", 1}});
   run.epoch();
