@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/blas_library.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/version.h"
@@ -80,18 +81,7 @@ double measure_gflops(double flop, double seconds, F&& fn) {
 // such as Debian's libblas.so.3 alternatives are resolved there).
 std::string loaded_blas() {
   std::ifstream maps("/proc/self/maps");
-  std::string line;
-  while (std::getline(maps, line)) {
-    const auto slash = line.find('/');
-    if (slash == std::string::npos) continue;
-    const std::string path = line.substr(slash);
-    const std::string file = fs::path(path).filename().string();
-    if (file.find("blas") != std::string::npos || file.find("mkl_rt") != std::string::npos ||
-        file.find("libmkl") != std::string::npos) {
-      return path;
-    }
-  }
-  return "";
+  return cpu_blas_in_maps(maps);
 }
 
 Item check_blas() {
