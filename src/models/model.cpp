@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "models/backbone.h"
 #include "models/head.h"
+#include "nn/global_avg_pool.h"
 
 namespace normlab::models {
 namespace {
@@ -195,9 +196,9 @@ std::vector<torch::nn::AnyModule*> ClassifierImpl::norm_slots() { return trunk_-
 torch::Tensor ClassifierImpl::embed(torch::Tensor x) {
   // x: (N, C, H, W)
   TORCH_CHECK(x.dim() == 4, "Classifier expects (N, C, H, W) input, got ", x.sizes());
-  x = trunk_->forward(x);         // maps (N, C', H', W'); mlp: (N, width)
-  if (pool_) x = x.mean({2, 3});  // global average pooling: (N, C')
-  return x;                       // (N, feature_dim)
+  x = trunk_->forward(x);                 // maps (N, C', H', W'); mlp: (N, width)
+  if (pool_) x = nn::global_avg_pool(x);  // (N, C')
+  return x;                               // (N, feature_dim)
 }
 
 torch::Tensor ClassifierImpl::forward(torch::Tensor x) {
@@ -240,7 +241,7 @@ torch::Tensor ClassifierImpl::forward_between(torch::Tensor h, int64_t from, int
               ") outside [0, ", num_stages(), "]");
   const int64_t trunk_stages = static_cast<int64_t>(trunk_->stages().size());
   if (from < trunk_stages) h = trunk_->forward_stages(h, from, std::min(to, trunk_stages));
-  if (pool_ && from <= trunk_stages && to > trunk_stages) h = h.mean({2, 3});  // (N, C')
+  if (pool_ && from <= trunk_stages && to > trunk_stages) h = nn::global_avg_pool(h);  // (N, C')
   return h;
 }
 

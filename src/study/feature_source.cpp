@@ -36,8 +36,13 @@ class TrunkSource : public FeatureSource {
       // The prefix is frozen: no graph. (NoGradGuard rather than InferenceMode: the tails
       // save these tensors for their backward pass, which inference tensors forbid.)
       torch::NoGradGuard no_grad;
-      h = models::run_prefix(*prefix_, x, cut_).contiguous();
-      if (h_flip != nullptr) *h_flip = models::run_prefix(*prefix_, x.flip(3), cut_).contiguous();
+      // Channels-last maps stay channels-last: the tails' BatchNorm then runs on ATen's
+      // channels-last kernels (bench/README.md, "The tails").
+      auto layout = [&](const torch::Tensor& y) {
+        return channels_last_ ? models::channels_last(y) : y.contiguous();
+      };
+      h = layout(models::run_prefix(*prefix_, x, cut_));
+      if (h_flip != nullptr) *h_flip = layout(models::run_prefix(*prefix_, x.flip(3), cut_));
     }
     t = train::Targets{b.y, b.y2, b.lam};
     if (timing_ != nullptr) {
@@ -61,8 +66,8 @@ class TrunkSource : public FeatureSource {
 class CacheSource : public FeatureSource {
  public:
   CacheSource(std::shared_ptr<io::FeatureFile> file, torch::Tensor labels, int64_t batch_size,
-              bool training, bool random_flip, uint64_t seed, torch::Device device,
-              EngineTiming* timing)
+              bool training, bool random_flip, uint64_t seed, bool channels_last,
+              torch::Device device, EngineTiming* timing)
       : timing_(timing),
         file_(std::move(file)),
         labels_(labels.to(device)),
@@ -70,6 +75,7 @@ class CacheSource : public FeatureSource {
         training_(training),
         random_flip_(random_flip),
         seed_(seed),
+        channels_last_(channels_last),
         device_(device) {}
   int64_t batches_per_epoch() const override {
     return (file_->spec().items + batch_size_ - 1) / batch_size_;
@@ -93,8 +99,11 @@ class CacheSource : public FeatureSource {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t end = std::min(n, cursor_ + batch_size_);
     torch::Tensor idx = order_.slice(0, cursor_, end);
-    h = file_->gather(idx, views_.slice(0, cursor_, end), device_);
-    if (h_flip != nullptr) *h_flip = file_->gather(idx, torch::ones_like(idx), device_);
+    // The layout the shared prefix would have produced: a channels-last tail runs its
+    // BatchNorm on ATen's channels-last kernels (bench/README.md, "The tails").
+    auto layout = [&](torch::Tensor x) { return channels_last_ ? models::channels_last(x) : x; };
+    h = layout(file_->gather(idx, views_.slice(0, cursor_, end), device_));
+    if (h_flip != nullptr) *h_flip = layout(file_->gather(idx, torch::ones_like(idx), device_));
     t = train::Targets{labels_.index_select(0, to_device(idx, device_)), {}, {}};
     cursor_ = end;
     if (timing_ != nullptr) {
@@ -112,6 +121,7 @@ class CacheSource : public FeatureSource {
   bool training_;
   bool random_flip_;
   uint64_t seed_;
+  bool channels_last_;
   torch::Device device_;
   torch::Tensor order_, views_;
   int64_t cursor_ = 0;
@@ -200,7 +210,8 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
     timing_.cache_images += res.image_views;
     return std::make_unique<CacheSource>(
         res.file, ds.labels, training ? o.data.train_batch(ds.size()) : o.data.eval_batch_size,
-        training, training && o.data.augment.hflip, o.seed, device_, training ? &timing_ : nullptr);
+        training, training && o.data.augment.hflip, o.seed, o.channels_last, device_,
+        training ? &timing_ : nullptr);
   }
   data::Batcher b(ds, batcher_options(o.data, channels_, device_, training, ds.size()), o.seed);
   return std::make_unique<TrunkSource>(std::move(b), runner_, cut_, o.channels_last,
