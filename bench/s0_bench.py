@@ -601,6 +601,11 @@ def parse_args(argv=None):
     p.add_argument("--skip-faithful", action="store_true", help="only the cache mode")
     p.add_argument("--skip-reference", action="store_true", help="run no PyTorch peer")
     p.add_argument("--skip-normlab", action="store_true")
+    p.add_argument("--reuse-peers", metavar="BENCH_JSON",
+                   help="take the peers' results of each mode from an earlier bench.json made "
+                        "with the same data settings instead of running them (to check a "
+                        "normlab change against the same peer runs; speed ratios then compare "
+                        "runs made at different times)")
     p.add_argument("--channels-last", action="store_true",
                    help="naive peer: channels_last (the expert always is)")
     p.add_argument("--ref-recalibrate-scope", choices=["backbone", "all"], default="backbone",
@@ -625,6 +630,34 @@ def parse_args(argv=None):
     return args
 
 
+# The settings that decide what the peers computed; an earlier bench.json is reused only when
+# they are the same.
+kPeerSettings = ("train", "val", "epochs", "seeds", "data", "weights", "ref_recalibrate_scope",
+                 "channels_last")
+
+
+def load_earlier(args):
+    with open(args.reuse_peers) as f:
+        earlier = json.load(f)
+    mismatched = [k for k in kPeerSettings if earlier["args"].get(k) != getattr(args, k)]
+    if mismatched:
+        sys.exit(f"s0_bench: {args.reuse_peers} was made with other settings: " + ", ".join(
+            f"{k}={earlier['args'].get(k)!r} (now {getattr(args, k)!r})" for k in mismatched))
+    return earlier
+
+
+def reused_peer(earlier, mode, peer):
+    key = "reference" if peer == "naive" else peer
+    try:
+        res = earlier["modes"][mode][key]
+    except KeyError:
+        sys.exit(f"s0_bench: the earlier bench.json has no {peer} peer in the {mode} mode")
+    if not res.get("runs"):
+        sys.exit(f"s0_bench: the earlier bench.json's {peer} peer ran nothing in the {mode} mode")
+    print(f"{peer} peer, {mode} mode: reused from the earlier bench.json", flush=True)
+    return res
+
+
 def main(argv=None):
     args = parse_args(argv)
     data_dir = os.path.join(args.work, "cifar")
@@ -636,6 +669,7 @@ def main(argv=None):
     modes = [m for m, skip in (("faithful", args.skip_faithful), ("cache", args.skip_cache))
              if not skip]
     peers = [] if args.skip_reference else args.peer_list
+    earlier = load_earlier(args) if args.reuse_peers else None
     report = {"args": vars(args), "formula": kFormula, "peers": peers,
               "margin": args.margin, "alpha": args.alpha, "modes": {}}
     failures = []
@@ -650,7 +684,8 @@ def main(argv=None):
         m = {"normlab": nl, "reference": skipped(), "ratios": {}}
         m["reference"]["projected_seconds"] = None
         for peer in peers:
-            res = run_reference(args, mode, data_dir, seeds, peer)
+            res = (reused_peer(earlier, mode, peer) if earlier
+                   else run_reference(args, mode, data_dir, seeds, peer))
             failures += res["failures"]
             # the expert's cache is counted as normlab's: once for the whole study
             res["projected_seconds"] = projected_seconds(res["timing"],
