@@ -429,6 +429,10 @@ def peer_results(report, mode):
 
 def speed_table(report):
     print("\n== Speed ==")
+    if report["args"].get("reuse_peers"):
+        print(f"The peers' numbers are reused from {report['args']['reuse_peers']}: they ran at "
+              "another time, perhaps on another machine, so the ratios below do not measure "
+              "anything; rerun without --reuse-peers for speed.")
     print(kFormula)
     header = (f"{'mode':9} {'system':8} {'wall s':>9} {'train img/s':>12} {'val img/s':>10} "
               f"{'cache s':>8} {'projected T':>12}  timing source")
