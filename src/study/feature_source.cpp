@@ -26,6 +26,7 @@ class TrunkSource : public FeatureSource {
         timing_(timing) {}
   int64_t batches_per_epoch() const override { return batcher_.batches_per_epoch(); }
   void start_epoch(int64_t epoch) override { batcher_.start_epoch(epoch); }
+  void set_prefix(models::Classifier prefix) override { prefix_ = std::move(prefix); }
   bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) override {
     const auto t0 = std::chrono::steady_clock::now();
     data::Batch b;
@@ -219,13 +220,26 @@ std::unique_ptr<FeatureSource> FeatureSources::make(const data::Dataset& ds, boo
 }
 
 FeatureSource* FeatureSources::eval(const std::string& split) {
-  if (split == "val") return val_.get();
-  if (split == "test") return test_.get();
-  if (split == "train_eval") {
+  FeatureSource* source = nullptr;
+  if (split == "val") {
+    source = val_.get();
+  } else if (split == "test") {
+    source = test_.get();
+  } else if (split == "train_eval") {
     if (!train_eval_) train_eval_ = make(splits_.train, false, "train_eval");
-    return train_eval_.get();
+    source = train_eval_.get();
+  } else {
+    throw Error("split '" + split + "'", "unknown evaluation split", "use val, test or train_eval");
   }
-  throw Error("split '" + split + "'", "unknown evaluation split", "use val, test or train_eval");
+  // A prefix that trains its BatchNorm statistics (runner_ is the prefix itself) evaluates in
+  // eval mode with the statistics it has now: fold them for this pass, as runner_ does for a
+  // frozen one (models/fold_batchnorm.h; one copy per pass, against a pass over the split).
+  if (source != nullptr && !cached_ && cut_ > 0 && runner_.get() == prefix_.get()) {
+    int64_t folded = 0;
+    models::Classifier pass = models::folded_prefix(*prefix_, cut_, lead_.channels_last, &folded);
+    source->set_prefix(folded > 0 ? pass : prefix_);
+  }
+  return source;
 }
 
 const data::Dataset* FeatureSources::dataset(const std::string& split) const {

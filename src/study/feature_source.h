@@ -31,6 +31,9 @@ class FeatureSource {
   // h: the prefix output (the input of stage `cut`); h_flip: of the mirrored images (only
   // when asked for). Returns false at the end of the epoch.
   virtual bool next(torch::Tensor& h, torch::Tensor* h_flip, train::Targets& t) = 0;
+  // Sources that run the prefix per batch run `prefix` from now on (stages [0, cut) of it);
+  // the feature cache's sources have nothing to run.
+  virtual void set_prefix(models::Classifier /*prefix*/) {}
 };
 
 // Batcher options of a run's data slice: training (augmented, shuffled) or evaluation, for a
@@ -57,7 +60,9 @@ class FeatureSources : public train::EvalBatches {
 
   FeatureSource& train() { return *train_; }
   // The evaluation source of "val", "test" or "train_eval" (unaugmented training images);
-  // null when the split is empty.
+  // null when the split is empty. Call it once per evaluation pass: a source that runs a
+  // prefix whose BatchNorm statistics change during training (frozen_bn = "update") gets a
+  // copy with the current statistics folded into the convolutions for the pass.
   FeatureSource* eval(const std::string& split);
 
   // train::EvalBatches: "train" is the unaugmented training set.

@@ -156,9 +156,12 @@ GroupModels setup_group(std::vector<std::unique_ptr<RunState>>& runs, store::Sto
       std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r->start_epoch == 0; });
   if (o.recalibrate_bn && any_fresh) recalibrate(g, runs, options.progress, options.out_dir);
 
-  // NHWC speeds up the inference-only prefix (oneDNN: 1.5-1.8x on MobileNetV2 here) but
-  // slows the tails' backward (a 1x1 conv's weight gradient ran 2.3x slower in NHWC), so
-  // only the prefix holder is converted; its outputs are made contiguous for the tails.
+  // NHWC speeds up the inference-only prefix (oneDNN: 1.5-1.8x on MobileNetV2 here), so the
+  // prefix holder's weights are converted. The tails keep their weights as built and get
+  // channels-last maps (study/feature_source.cpp): on an AMD EPYC their steps ran 1.3-1.5x
+  // faster so (bench/README.md, "The tails"), although on an Intel machine an earlier session
+  // measured a 1x1 conv's weight gradient 2.3x slower in NHWC; model.channels_last = false
+  // turns both off.
   if (o.channels_last) models::to_channels_last(*g.prefix);
   for (size_t i = 0; i < runs.size(); ++i) {
     runs[i]->progress = options.progress;
