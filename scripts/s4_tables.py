@@ -133,8 +133,11 @@ def main():
             print(f"  best static momentum here: {best}")
             print(compare(table, "dmbn", "bn0.1"))
             print(compare(table, "dmbn", "bn-bfn"))
-            print(compare(table, "dmbn", best))
-            print(compare(table, best, "bn0.1"))
+            if best == "bn0.1":
+                print("  (the default is the best static momentum: dmbn - best is dmbn - bn0.1)")
+            else:
+                print(compare(table, "dmbn", best))
+                print(compare(table, best, "bn0.1"))
 
 
 if __name__ == "__main__":
