@@ -231,10 +231,11 @@ FeatureSource* FeatureSources::eval(const std::string& split) {
   } else {
     throw Error("split '" + split + "'", "unknown evaluation split", "use val, test or train_eval");
   }
-  // A prefix that trains its BatchNorm statistics (runner_ is the prefix itself) evaluates in
-  // eval mode with the statistics it has now: fold them for this pass, as runner_ does for a
-  // frozen one (models/fold_batchnorm.h; one copy per pass, against a pass over the split).
-  if (source != nullptr && !cached_ && cut_ > 0 && runner_.get() == prefix_.get()) {
+  // A prefix that trains its BatchNorm statistics evaluates in eval mode with the statistics
+  // it has now: fold them for this pass, as runner_ does for a frozen one
+  // (models/fold_batchnorm.h; one copy per pass, against a pass over the split).
+  if (source != nullptr && !cached_ && cut_ > 0 && any_phase_updates_frozen_bn(lead_.phases) &&
+      models::prefix_has_batch_norm(*prefix_, cut_)) {
     int64_t folded = 0;
     models::Classifier pass = models::folded_prefix(*prefix_, cut_, lead_.channels_last, &folded);
     source->set_prefix(folded > 0 ? pass : prefix_);
